@@ -1,0 +1,1 @@
+"""Dataset validation and loading with no Django import."""
