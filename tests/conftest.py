@@ -149,24 +149,74 @@ def _stop(process):
 
 
 @pytest.fixture
-def celery_worker_process(transactional_db, live_settings, redis_url, tmp_path):
-    """A real Celery worker process (one prefork child) consuming the cpu queue; yields the Popen."""
-    log_path = tmp_path / "worker.log"
-    ready_marker = "ready."
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "studio", "worker", "-Q", "cpu", "-c", "1",
-             "--pool", "prefork", "-n", f"test-{os.getpid()}@%h", "--without-gossip", "--without-mingle",
-             "-l", "INFO"],
-            cwd=ROOT, env=process_env(redis_url, **getattr(celery_worker_process, "extra_env", {})),
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    process.log_path = log_path
-    try:
-        _wait_for(lambda: ready_marker in log_path.read_text(), 60, "celery worker", process, log_path)
-        yield process
-    finally:
+def start_worker(transactional_db, live_settings, redis_url, tmp_path):
+    """Start real Celery worker processes (one prefork child each) on the cpu queue; stopped at teardown.
+
+    Keyword arguments become environment variables of the worker, e.g.
+    STUDIO_STALE_AFTER_SECONDS=3.
+    """
+    started = []
+
+    def start(**extra_env):
+        log_path = tmp_path / f"worker-{len(started)}.log"
+        with open(log_path, "w") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "studio", "worker", "-Q", "cpu", "-c", "1",
+                 "--pool", "prefork", "-n", f"test{len(started)}-{os.getpid()}@%h", "--without-gossip",
+                 "--without-mingle", "-l", "INFO"],
+                cwd=ROOT, env=process_env(redis_url, **extra_env),
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        process.log_path = log_path
+        started.append(process)
+        _wait_for(lambda: "ready." in log_path.read_text(), 60, "celery worker", process, log_path)
+        return process
+
+    yield start
+    for process in started:
         _stop(process)
+
+
+@pytest.fixture
+def celery_worker_process(start_worker):
+    """A real Celery worker process consuming the cpu queue; yields the Popen (with .log_path)."""
+    return start_worker()
+
+
+@pytest.fixture
+def digits_dataset(project):
+    """scikit-learn's digits as a stored NPZ dataset of `project` (1797 images of 8x8, 10 classes)."""
+    import hashlib
+
+    from projects.engine.datasets import inspect, write_builtin_npz
+    from projects.models import Dataset
+
+    folder = settings.STUDIO_HOME / "datasets"
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / "digits.tmp.npz"
+    write_builtin_npz("digits", tmp)
+    sha = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    path = folder / f"{sha}.npz"
+    tmp.replace(path)
+    summary = inspect(path, "npz", "digits.npz")
+    return Dataset.objects.create(
+        project=project, name="digits", format="npz", task="classification", sha256=sha,
+        file_path=str(path.relative_to(settings.STUDIO_HOME)), size_bytes=path.stat().st_size,
+        num_rows=summary.num_rows, num_features=summary.num_features, input_shape=summary.input_shape,
+        num_classes=summary.num_classes, class_names=summary.class_names, class_counts=summary.class_counts,
+        builtin=True,
+    )
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
+    """Poll `predicate` until it returns a truthy value; raise TimeoutError naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
 def free_port() -> int:
