@@ -10,6 +10,7 @@ environment through studio.env, which rejects bad values at start-up:
 - MLFLOW_TRACKING_URI: MLflow tracking store; SQLite under STUDIO_HOME when unset.
 """
 
+import importlib.util
 from pathlib import Path
 
 import dj_database_url
@@ -114,7 +115,13 @@ TIME_ZONE = "UTC"
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+# Plotly's Python package ships plotly.min.js; serving it from there keeps the
+# charts working on machines without internet (no CDN). Pages load it as
+# {% static "vendor/plotly/plotly.min.js" %}.
+STATICFILES_DIRS = [
+    BASE_DIR / "static",
+    ("vendor/plotly", Path(importlib.util.find_spec("plotly").submodule_search_locations[0]) / "package_data"),
+]
 STATIC_ROOT = STUDIO_HOME / "static"
 MEDIA_ROOT = STUDIO_HOME / "media"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
