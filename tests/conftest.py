@@ -97,15 +97,21 @@ def live_settings(settings, redis_url):
         "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [redis_url]}}
     }
     broker = "redis+socket://" + redis_url.removeprefix("unix://") if redis_url.startswith("unix://") else redis_url
-    app.conf.broker_url = broker
-    app.pool.force_close_all()
+    _use_broker(app, broker)
     import channels.layers
 
     channels.layers.channel_layers.backends.clear()
     yield settings
     channels.layers.channel_layers.backends.clear()
-    app.conf.broker_url = "memory://"
-    app.pool.force_close_all()
+    _use_broker(app, "memory://")
+
+
+def _use_broker(app, url):
+    """Point the Celery app at `url`, dropping pooled connections to the previous broker."""
+    app.conf.broker_url = url
+    # Dropped, not closed: kombu's global producer pools may still hold them.
+    app._pool = None
+    app.amqp._producer_pool = None
 
 
 def process_env(redis_url: str, **extra) -> dict:
