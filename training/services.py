@@ -40,7 +40,12 @@ def validate_run_config(raw: dict, dataset) -> dict:
     return config.to_dict()
 
 
-def create_run(project, dataset, config: dict, user=None, name: str = "", queue: str = "cpu") -> Run:
+def queue_for(config: dict) -> str:
+    """Return the Celery queue for a config: runs that ask for CUDA go to workers started with `--queues gpu`."""
+    return "gpu" if config.get("device") == "cuda" else "cpu"
+
+
+def create_run(project, dataset, config: dict, user=None, name: str = "") -> Run:
     """Validate and store a run, and queue it once the transaction commits."""
     if dataset.project_id != project.pk:
         raise ConfigError("dataset", _("dataset %(id)s does not belong to project %(project)s")
@@ -48,7 +53,7 @@ def create_run(project, dataset, config: dict, user=None, name: str = "", queue:
     complete = validate_run_config(config, dataset)
     with transaction.atomic():
         run = Run.objects.create(project=project, dataset=dataset, config=complete, created_by=user,
-                                 name=name, queue=queue, total_epochs=complete["epochs"])
+                                 name=name, queue=queue_for(complete), total_epochs=complete["epochs"])
         transaction.on_commit(lambda: enqueue(run.pk))
         broadcast_state(run)
     return run
