@@ -20,6 +20,18 @@ from projects.models import Membership, Project, Role, Team
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(config, items):
+    """Skip tests marked gpu where this machine has no CUDA device."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 def _make_user(django_user_model, username):
     return django_user_model.objects.create_user(username, f"{username}@example.com", "secret-pass-123")
 

@@ -140,3 +140,23 @@ def test_gradient_checkpointing_matches_plain(digits, tmp_path):
 def test_cnn_rejects_tabular_input(wine, tmp_path):
     with pytest.raises(ValueError, match=r"the CNN needs image-shaped input \(C, H, W\) or \(H, W\), got shape \[13\]"):
         train(parse_config({"model": "cnn"}), *wine, tmp_path)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_cnn_trains_on_cuda(digits, tmp_path, precision):
+    config = parse_config({"model": "cnn", "epochs": 2, "device": "cuda", "precision": precision})
+    reporter = NullReporter()
+
+    result = train(config, *digits, tmp_path, reporter)
+
+    assert reporter.info["device"].startswith("cuda")
+    assert result.status == "succeeded"
+    assert result.summary["val/accuracy"] > 0.8
+
+
+def test_cuda_request_without_gpu_fails_clearly(wine, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(RuntimeError, match="device 'cuda' was requested but this worker has no CUDA device"):
+        train(parse_config({"device": "cuda"}), *wine, tmp_path)
