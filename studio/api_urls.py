@@ -1,6 +1,8 @@
+from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from projects.api import DatasetViewSet, ProjectViewSet
+from studio.api_tokens import TokenView
 from training.api import RunViewSet
 
 router = DefaultRouter()
@@ -8,4 +10,4 @@ router.register("projects", ProjectViewSet, basename="project")
 router.register("datasets", DatasetViewSet, basename="dataset")
 router.register("runs", RunViewSet, basename="run")
 
-urlpatterns = router.urls
+urlpatterns = [path("auth/token/", TokenView.as_view(), name="api-token"), *router.urls]
