@@ -2,7 +2,8 @@
 
 Formats: CSV (a header row, one target column), NPZ (arrays X and y) and ZIP
 of image folders (one folder per class). `inspect` validates a file and
-returns its summary; `load_arrays` returns (X, y) for training.
+returns its summary; `load_arrays` returns the arrays that `inspect`
+validated, for training. Neither imports Django.
 """
 
 from dataclasses import dataclass, field
@@ -10,14 +11,21 @@ from pathlib import Path
 
 import numpy as np
 
+from projects.engine.readers.common import DEFAULT_LIMITS, DatasetError, Limits, ParsedDataset, gettext_noop
+from projects.engine.readers.csv_table import read_csv
+from projects.engine.readers.image_zip import read_image_zip
+from projects.engine.readers.npz_arrays import read_npz
 
-class DatasetError(ValueError):
-    """A dataset file is invalid: `location` names the file, line or entry at fault."""
+__all__ = ["DEFAULT_LIMITS", "DatasetError", "DatasetSummary", "Limits", "inspect", "load_arrays",
+           "write_builtin_npz", "format_for_filename", "BUILTIN"]
 
-    def __init__(self, location: str, message: str):
-        super().__init__(f"{location}: {message}")
-        self.location = location
-        self.message = message
+FORMATS = ("csv", "npz", "images")
+TASKS = ("classification", "regression")
+# File extension, without the dot, by format. Uploads are stored under it.
+EXTENSIONS = {"csv": "csv", "npz": "npz", "images": "zip"}
+# Table previews show this many rows and at most this many feature columns.
+PREVIEW_ROWS = 10
+PREVIEW_COLUMNS = 20
 
 
 @dataclass
@@ -31,78 +39,75 @@ class DatasetSummary:
     class_names: list[str] = field(default_factory=list)
     class_counts: dict[str, int] = field(default_factory=dict)
     feature_names: list[str] = field(default_factory=list)
-    preview: list[list] = field(default_factory=list)
+    # Tables: the first rows, features (at most PREVIEW_COLUMNS) then the target.
+    # Images: {"class", "entries"} with a few entry names per class.
+    preview: list = field(default_factory=list)
+    # The CSV column used as the target, resolved when none was named.
+    target_column: str = ""
 
 
-def inspect(path: Path, fmt: str, name: str, target_column: str = "", task: str = "classification") -> DatasetSummary:
+def format_for_filename(filename: str) -> str | None:
+    """Return the format that a file name's extension implies, or None."""
+    suffix = Path(filename).suffix.lower().lstrip(".")
+    return {extension: fmt for fmt, extension in EXTENSIONS.items()}.get(suffix)
+
+
+def inspect(path: Path, fmt: str, name: str, target_column: str = "", task: str = "classification",
+            limits: Limits = DEFAULT_LIMITS) -> DatasetSummary:
     """Validate the file at `path` (uploaded as `name`) and summarise it, or raise DatasetError."""
-    if fmt == "npz":
-        x, y, class_names = _read_npz(path, name, task)
-        return _summarise(fmt, task, x, y, class_names, [])
-    raise DatasetError(name, f"unsupported format {fmt!r}")
+    parsed = _read(Path(path), fmt, name, target_column, task, limits)
+    return _summarise(fmt, task, parsed)
 
 
-def load_arrays(path: Path, fmt: str, target_column: str = "", task: str = "classification"):
+def load_arrays(path: Path, fmt: str, target_column: str = "", task: str = "classification",
+                limits: Limits = DEFAULT_LIMITS) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Return (X, y, class_names) ready for training: X float32, y class indices or float targets."""
+    path = Path(path)
+    parsed = _read(path, fmt, path.name, target_column, task, limits)
+    return parsed.x, parsed.y, parsed.class_names
+
+
+def _read(path: Path, fmt: str, name: str, target_column: str, task: str, limits: Limits) -> ParsedDataset:
+    if task not in TASKS:
+        raise DatasetError(gettext_noop("unsupported task '%(task)s'; expected classification or regression"),
+                           field="task", code="invalid_choice", task=task)
+    if fmt == "csv":
+        return read_csv(path, name, target_column, task, limits)
     if fmt == "npz":
-        return _read_npz(path, Path(path).name, task)
-    raise DatasetError(str(path), f"unsupported format {fmt!r}")
+        return read_npz(path, name, task, limits)
+    if fmt == "images":
+        return read_image_zip(path, name, task, limits)
+    raise DatasetError(gettext_noop("%(file)s: unsupported format '%(format)s'; expected csv, npz or images"),
+                       field="format", code="invalid_choice", file=name, format=fmt)
 
 
-def _read_npz(path: Path, name: str, task: str):
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(name, f"not a readable NPZ file ({exc})") from None
-    with archive:
-        for key in ("X", "y"):
-            if key not in archive.files:
-                raise DatasetError(name, f"missing array {key!r}; found {', '.join(archive.files) or 'none'}")
-        x, y = archive["X"], archive["y"]
-    if x.ndim < 2:
-        raise DatasetError(f"{name}: X", f"must have at least 2 dimensions (examples, features), got shape {x.shape}")
-    if len(x) != len(y):
-        raise DatasetError(f"{name}: y", f"has {len(y)} entries but X has {len(x)} examples")
-    if not np.issubdtype(x.dtype, np.number):
-        raise DatasetError(f"{name}: X", f"must be numeric, got dtype {x.dtype}")
-    x = x.astype(np.float32)
-    if not np.isfinite(x).all():
-        row = int(np.argwhere(~np.isfinite(x.reshape(len(x), -1)))[0][0])
-        raise DatasetError(f"{name}: X[{row}]", "contains NaN or infinity")
-    return x, *_encode_target(y, task, f"{name}: y")
-
-
-def _encode_target(y: np.ndarray, task: str, location: str):
-    if task == "regression":
-        try:
-            y = y.astype(np.float32)
-        except ValueError:
-            raise DatasetError(location, "a regression target must be numeric") from None
-        if not np.isfinite(y).all():
-            raise DatasetError(location, "contains NaN or infinity")
-        return y, []
-    names, codes = np.unique(y.astype(str) if y.dtype.kind not in "iub" else y, return_inverse=True)
-    if len(names) < 2:
-        raise DatasetError(location, f"classification needs at least 2 classes, found {len(names)}")
-    return codes.astype(np.int64), [str(name) for name in names]
-
-
-def _summarise(fmt, task, x, y, class_names, feature_names, preview_rows: int = 10) -> DatasetSummary:
+def _summarise(fmt: str, task: str, parsed: ParsedDataset) -> DatasetSummary:
+    x, y = parsed.x, parsed.y
     counts = {}
     if task == "classification":
-        values, occurrences = np.unique(y, return_counts=True)
-        counts = {class_names[int(v)]: int(c) for v, c in zip(values, occurrences, strict=True)}
-    flat = x.reshape(len(x), -1)
-    preview = []
-    if x.ndim == 2:
-        for row, target in zip(flat[:preview_rows], y[:preview_rows], strict=False):
-            label = class_names[int(target)] if task == "classification" else float(target)
-            preview.append([round(float(v), 4) for v in row[:20]] + [label])
+        occurrences = np.bincount(y, minlength=len(parsed.class_names))
+        counts = {name: int(count) for name, count in zip(parsed.class_names, occurrences, strict=True)}
+
+    preview = parsed.preview
+    if x.ndim == 2 and not preview:
+        preview = [_preview_row(row, target, task, parsed.class_names) for row, target in
+                   zip(x[:PREVIEW_ROWS], y[:PREVIEW_ROWS], strict=False)]
     return DatasetSummary(
-        format=fmt, task=task, num_rows=len(x), num_features=flat.shape[1], input_shape=list(x.shape[1:]),
-        num_classes=len(class_names) if task == "classification" else None, class_names=class_names,
-        class_counts=counts, feature_names=feature_names, preview=preview,
+        format=fmt, task=task, num_rows=len(x), num_features=int(np.prod(x.shape[1:])),
+        input_shape=[int(size) for size in x.shape[1:]],
+        num_classes=len(parsed.class_names) if task == "classification" else None,
+        class_names=parsed.class_names, class_counts=counts, feature_names=parsed.feature_names,
+        preview=preview, target_column=parsed.target_column,
     )
+
+
+def _preview_row(row: np.ndarray, target, task: str, class_names: list[str]) -> list:
+    if task == "classification":
+        label = class_names[int(target)]
+    else:
+        label = [round(float(value), 4) for value in np.ravel(target)]
+        label = label[0] if len(label) == 1 else label
+    return [round(float(value), 4) for value in row[:PREVIEW_COLUMNS]] + [label]
 
 
 BUILTIN = {
@@ -113,10 +118,18 @@ BUILTIN = {
 
 
 def write_builtin_npz(name: str, path: Path) -> None:
-    """Write scikit-learn's bundled data set `name` as an NPZ file; digits keeps its 8×8 image shape."""
+    """Write scikit-learn's bundled data set `name` as an NPZ file.
+
+    Digits keeps its 8×8 image shape. The tables carry their feature names,
+    and labels are scikit-learn's target names (0-9, class_0, malignant).
+    """
     import sklearn.datasets
 
     loader_name, _ = BUILTIN[name]
     bunch = getattr(sklearn.datasets, loader_name)()
-    x = bunch.images if name == "digits" else bunch.data
-    np.savez(path, X=x.astype(np.float32), y=bunch.target)
+    labels = np.asarray(bunch.target_names)[bunch.target]
+    arrays = {"X": (bunch.images if name == "digits" else bunch.data).astype(np.float32), "y": labels}
+    if name != "digits":
+        arrays["feature_names"] = np.asarray(bunch.feature_names, dtype=str)
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)

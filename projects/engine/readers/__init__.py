@@ -1,0 +1,1 @@
+"""One reader per dataset format; each returns a ParsedDataset or raises DatasetError."""
