@@ -139,6 +139,10 @@ def process_env(redis_url: str, **extra) -> dict:
     db = settings.DATABASES["default"]
     if db["ENGINE"].endswith("sqlite3"):
         env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    else:
+        # By now NAME is the test database pytest-django created.
+        password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+        env["DATABASE_URL"] = f"postgresql://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
