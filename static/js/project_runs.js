@@ -1,0 +1,128 @@
+// The project's run table, kept live from /ws/projects/<id>/runs/.
+//
+// Each run.state message updates its row (status, duration, main metric); a
+// run the table does not show yet gets its row from the server and goes on
+// top. After a dropped connection the table body is reloaded, because state
+// messages sent meanwhile are not replayed.
+(function () {
+  "use strict";
+
+  const section = document.getElementById("project-runs");
+  if (!section) return;
+  const tbody = section.querySelector("tbody");
+  const projectId = section.dataset.projectId;
+  const rowUrlTemplate = section.dataset.rowUrl;
+  const rowsUrl = section.dataset.rowsUrl;
+  // run id -> {duration, receivedAt} of running runs, so their duration ticks between messages.
+  const running = new Map();
+
+  function sig4(value) {
+    if (Number.isInteger(value)) return String(value);
+    return String(Number(value.toPrecision(4)));
+  }
+
+  function clock(seconds) {
+    if (seconds === null || seconds === undefined) return "–";
+    const total = Math.round(seconds);
+    const hours = Math.floor(total / 3600);
+    const minutes = Math.floor((total % 3600) / 60);
+    const secs = String(total % 60).padStart(2, "0");
+    return hours ? `${hours}:${String(minutes).padStart(2, "0")}:${secs}` : `${minutes}:${secs}`;
+  }
+
+  function rowOf(runId) {
+    return tbody.querySelector(`tr[data-run-id="${runId}"]`);
+  }
+
+  function updateRow(row, run) {
+    row.dataset.status = run.status;
+    const badge = row.querySelector('[data-field="status"]');
+    badge.textContent = run.status_display;
+    badge.className = `badge status-${run.status}`;
+    row.querySelector('[data-field="duration"]').textContent = clock(run.duration_seconds);
+    const metricCell = row.querySelector('[data-field="main-metric"]');
+    if (run.main_metric !== null && run.main_metric !== undefined) {
+      metricCell.textContent = `${sig4(run.main_metric)} `;
+      const key = document.createElement("span");
+      key.className = "muted";
+      key.textContent = run.main_metric_key;
+      metricCell.appendChild(key);
+      metricCell.title = `${run.main_metric_key} = ${run.main_metric}`;
+    }
+    if (run.status === "running" && run.duration_seconds !== null) {
+      running.set(String(run.id), {duration: run.duration_seconds, receivedAt: Date.now()});
+    } else {
+      running.delete(String(run.id));
+    }
+  }
+
+  function insertRow(runId) {
+    const url = rowUrlTemplate.replace("/0/", `/${runId}/`);
+    return fetch(url, {credentials: "same-origin"})
+      .then((response) => (response.ok ? response.text() : Promise.reject(response.status)))
+      .then((html) => {
+        if (rowOf(runId)) return;
+        tbody.insertAdjacentHTML("afterbegin", html.trim());
+        const empty = tbody.querySelector(".empty-row");
+        if (empty) empty.hidden = true;
+      });
+  }
+
+  function reloadRows() {
+    return fetch(rowsUrl, {credentials: "same-origin"})
+      .then((response) => (response.ok ? response.text() : Promise.reject(response.status)))
+      .then((html) => {
+        tbody.innerHTML = html;
+        running.clear();
+      });
+  }
+
+  function receiveState(run) {
+    const row = rowOf(run.id);
+    if (row) {
+      updateRow(row, run);
+      return;
+    }
+    insertRow(run.id)
+      .then(() => {
+        const inserted = rowOf(run.id);
+        if (inserted) updateRow(inserted, run);
+      })
+      .catch((error) => console.warn(`loading the row of run ${run.id} failed:`, error));
+  }
+
+  function tick() {
+    for (const [runId, known] of running) {
+      const row = rowOf(runId);
+      if (!row) continue;
+      const seconds = known.duration + (Date.now() - known.receivedAt) / 1000;
+      row.querySelector('[data-field="duration"]').textContent = clock(seconds);
+    }
+  }
+
+  let retries = 0;
+  let connectedBefore = false;
+
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const socket = new WebSocket(`${scheme}://${location.host}/ws/projects/${projectId}/runs/`);
+    socket.onopen = () => {
+      retries = 0;
+      if (connectedBefore) reloadRows().catch((error) => console.warn("reloading the runs failed:", error));
+      connectedBefore = true;
+    };
+    socket.onmessage = (event) => {
+      const message = JSON.parse(event.data);
+      if (message.type === "run.state") receiveState(message.run);
+    };
+    socket.onclose = (event) => {
+      if (event.code === 4403 || event.code === 4404) return;
+      const delay = Math.min(30000, 500 * 2 ** retries) * (0.75 + Math.random() / 2);
+      retries += 1;
+      setTimeout(connect, delay);
+    };
+  }
+
+  connect();
+  setInterval(tick, 1000);
+})();
