@@ -68,7 +68,7 @@ class RunSerializer(serializers.ModelSerializer):
         request = self.context.get("request")
         return request.build_absolute_uri(path) if request else path
 
-    @extend_schema_field(OpenApiTypes.URI)
+    @extend_schema_field(serializers.URLField(allow_null=True))
     def get_mlflow_url(self, run: Run) -> str | None:
         return mlflow_ui_url(run)
 
