@@ -1,0 +1,5 @@
+"""`python -m studio` runs the `studio` command."""
+
+from studio.cli import main
+
+main()
