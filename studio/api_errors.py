@@ -21,7 +21,10 @@ class Conflict(exceptions.APIException):
 
 
 class ErrorSerializer(serializers.Serializer):
-    field = serializers.CharField(allow_null=True, help_text=_("The field at fault, dotted when nested; null when the error concerns the whole request."))
+    field = serializers.CharField(
+        allow_null=True,
+        help_text=_("The invalid field, as a dotted path when nested. Null when the error concerns the whole request."),
+    )
     code = serializers.CharField(help_text=_("A stable machine-readable code, e.g. invalid, required, not_found."))
     message = serializers.CharField(help_text=_("A translated sentence for people."))
 

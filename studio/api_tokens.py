@@ -33,7 +33,10 @@ class TokenView(APIView):
         summary="Get an API token",
         description="Exchange a username and password for the user's token, created on first use.",
         request=AuthTokenSerializer,
-        responses={200: TokenSerializer, 400: OpenApiResponse(ErrorResponseSerializer, description="Wrong username or password.")},
+        responses={
+            200: TokenSerializer,
+            400: OpenApiResponse(ErrorResponseSerializer, description="Wrong username or password."),
+        },
         auth=[],
     )
     def post(self, request):

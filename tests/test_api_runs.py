@@ -247,7 +247,9 @@ def test_permissions_matrix(people, project, digits, queued_run, person, list_co
 
 
 def test_viewer_create_message(viewer, project, digits):
-    response = client_for(viewer).post(RUNS, {"project": project.pk, "dataset": digits.pk}, format="json")
+    # The role is checked before the config, so a viewer is not walked through fixing a request they may not make.
+    response = client_for(viewer).post(RUNS, {"project": project.pk, "dataset": digits.pk, "config": {"lr": -1}},
+                                       format="json")
 
     assert response.status_code == 403
     assert errors(response) == [{"field": None, "code": "permission_denied",
@@ -337,6 +339,19 @@ def test_mlflow_url_needs_ui_address(viewer, settings, queued_run):
     response = client_for(viewer).get(f"{RUNS}{queued_run.pk}/")
 
     assert response.json()["mlflow_url"] is None
+
+
+def test_run_url_without_web_routes(monkeypatch, queued_run):
+    from django.urls import NoReverseMatch
+
+    from training import serializers
+
+    def no_route(*args, **kwargs):
+        raise NoReverseMatch("run-detail")
+
+    monkeypatch.setattr(serializers, "reverse", no_route)
+
+    assert serializers.run_page_path(queued_run) == f"/runs/{queued_run.pk}/"
 
 
 def test_retrieve_non_numeric_id(owner, db):
@@ -503,6 +518,12 @@ def test_metrics_single_key(viewer, run_with_metrics):
     response = client_for(viewer).get(f"{RUNS}{run_with_metrics.pk}/metrics/", {"keys": "lr"})
 
     assert [(p["seq"], p["value"]) for p in response.json()["points"]] == [(2, 0.001)]
+
+
+def test_metrics_keys_spaces_and_blanks(viewer, run_with_metrics):
+    response = client_for(viewer).get(f"{RUNS}{run_with_metrics.pk}/metrics/", {"keys": " lr , ,val/accuracy"})
+
+    assert [p["seq"] for p in response.json()["points"]] == [2, 5]
 
 
 def test_metrics_infinity_written_as_float(viewer, queued_run):

@@ -133,7 +133,8 @@ class MetricsQuerySerializer(serializers.Serializer):
     after = serializers.IntegerField(required=False, default=0, min_value=0,
                                      help_text=_("Return points whose sequence number is greater than this."))
     keys = serializers.CharField(required=False, default="", allow_blank=True,
-                                 help_text=_("Comma-separated metric keys, e.g. train/loss,val/accuracy; all when empty."))
+                                 help_text=_("Comma-separated metric keys, e.g. train/loss,val/accuracy. "
+                                             "Empty returns every key."))
     limit = serializers.IntegerField(required=False, default=METRICS_DEFAULT_LIMIT, min_value=1,
                                      max_value=METRICS_MAX_LIMIT, help_text=_("Maximum number of points returned."))
 
