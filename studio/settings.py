@@ -143,7 +143,10 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 5000, "expiry": 60},
+            # A consumer waits for messages with BZPOPMIN for 5 s (channels-redis 4.3).
+            # redis-py 8 times socket reads out after 5 s by default, which ends
+            # every idle websocket with a TimeoutError, so reads get more time.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}], "capacity": 5000, "expiry": 60},
         }
     }
     CELERY_BROKER_URL = _celery_broker_url(REDIS_URL)
