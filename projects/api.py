@@ -85,7 +85,7 @@ class ProjectViewSet(VisibleObjectMixin, mixins.ListModelMixin, mixins.RetrieveM
         if self.action == "list":
             query = ProjectListQuerySerializer(data=self.request.query_params)
             query.is_valid(raise_exception=True)
-            if "name" in query.validated_data:
+            if query.validated_data.get("name"):
                 projects = projects.filter(name=query.validated_data["name"])
         return projects
 

@@ -52,7 +52,8 @@ class ProjectCreateSerializer(serializers.Serializer):
 
 
 class ProjectListQuerySerializer(serializers.Serializer):
-    name = serializers.CharField(required=False, help_text=_("Only the projects with exactly this name."))
+    name = serializers.CharField(required=False, allow_blank=True,
+                                 help_text=_("Only the projects with exactly this name; all when empty."))
 
 
 class DatasetSerializer(serializers.ModelSerializer):

@@ -72,8 +72,11 @@ def dataset_upload(request, project_pk: int):
     if not can_edit(request.user, project):
         raise PermissionDenied(_("Only owners and maintainers of the team can upload datasets."))
 
-    form = DatasetUploadForm(request.POST or None, request.FILES or None)
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST":
+        form = DatasetUploadForm(request.POST, request.FILES)
+    else:
+        form = DatasetUploadForm()
+    if form.is_bound and form.is_valid():
         data = form.cleaned_data
         try:
             dataset = services.create_dataset(project, data["file"], data["name"], fmt=data["format"] or None,

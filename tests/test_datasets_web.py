@@ -331,6 +331,16 @@ def test_upload_zip_with_parent_entry(client, home, project, owner):
     assert stored_files(home) == []
 
 
+def test_upload_without_file(client, home, project, owner):
+    client.force_login(owner)
+
+    response = client.post(reverse("dataset-upload", args=[project.pk]), {"task": "classification"})
+
+    assert response.status_code == 200
+    assert response.context["form"].errors["file"] == ["This field is required."]
+    assert not Dataset.objects.exists()
+
+
 def test_upload_viewer_forbidden(client, home, project, viewer):
     client.force_login(viewer)
 

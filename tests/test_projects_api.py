@@ -67,6 +67,8 @@ def test_project_list_name_filter(api, project, owner, team):
 
     assert response.status_code == 200
     assert [item["name"] for item in response.json()["results"]] == ["wine"]
+    everything = api.get("/api/v1/projects/", {"name": ""})
+    assert [item["name"] for item in everything.json()["results"]] == ["digits", "wine"]
 
 
 def test_project_retrieve(api, project, viewer):
