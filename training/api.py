@@ -36,7 +36,7 @@ FORBIDDEN = OpenApiResponse(ERRORS, description="Not logged in, or the user is o
 def config_error(exc: ConfigError) -> ValidationError:
     """Return the 400 error for a ConfigError, on `config.<parameter>` unless it names a top-level field."""
     field = exc.field if exc.field in ("dataset", "config") else f"config.{exc.field}"
-    return ValidationError({field: [str(exc)]}, code="invalid")
+    return ValidationError({field: [f"{exc.field}: {exc.translate(_)}"]}, code="invalid")
 
 
 def metric_points(run: Run, after: int, keys: list[str], limit: int) -> tuple[list[dict], bool]:

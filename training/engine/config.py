@@ -9,13 +9,28 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 TASKS = ("classification", "regression")
 
 
-class ConfigError(ValueError):
-    """A config value is invalid; `field` names it so forms and the API can point at it."""
+def gettext_noop(message: str) -> str:
+    """Mark `message` for Django's makemessages without importing Django; callers translate it."""
+    return message
 
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
+
+class ConfigError(ValueError):
+    """A config value is invalid; `field` names it so forms and the API can point at it.
+
+    `template` and `params` keep the message before substitution, so that the
+    web layer can show it in the user's language through `translate`.
+    """
+
+    def __init__(self, field: str, template: str, **params):
         self.field = field
-        self.message = message
+        self.template = template
+        self.params = params
+        # A template without params is a finished message and may contain a literal %.
+        self.message = template % params if params else template
+        super().__init__(f"{field}: {self.message}")
+
+    def translate(self, gettext) -> str:
+        return gettext(self.template) % self.params if self.params else gettext(self.template)
 
 
 @dataclass
@@ -54,35 +69,40 @@ class RunConfig:
 
 def _check_int(name, value, minimum, maximum=None):
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(name, f"must be an integer, got {value!r}")
+        raise ConfigError(name, gettext_noop("must be an integer, got %(value)r"), value=value)
     if value < minimum or (maximum is not None and value > maximum):
-        bound = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
-        raise ConfigError(name, f"must be {bound}, got {value}")
+        if maximum is None:
+            raise ConfigError(name, gettext_noop("must be at least %(minimum)s, got %(value)s"),
+                              minimum=minimum, value=value)
+        raise ConfigError(name, gettext_noop("must be from %(minimum)s to %(maximum)s, got %(value)s"),
+                          minimum=minimum, maximum=maximum, value=value)
     return value
 
 
 def _check_float(name, value, low, high, low_inclusive=True, high_inclusive=True):
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(name, f"must be a number, got {value!r}")
+        raise ConfigError(name, gettext_noop("must be a number, got %(value)r"), value=value)
     value = float(value)
     too_low = value < low if low_inclusive else value <= low
     too_high = value > high if high_inclusive else value >= high
     if too_low or too_high or value != value:
         left = "[" if low_inclusive else "("
         right = "]" if high_inclusive else ")"
-        raise ConfigError(name, f"must lie in {left}{low}, {high}{right}, got {value}")
+        raise ConfigError(name, gettext_noop("must lie in %(interval)s, got %(value)s"),
+                          interval=f"{left}{low}, {high}{right}", value=value)
     return value
 
 
 def _check_choice(name, value, choices):
     if value not in choices:
-        raise ConfigError(name, f"must be one of {', '.join(choices)}, got {value!r}")
+        raise ConfigError(name, gettext_noop("must be one of %(choices)s, got %(value)r"),
+                          choices=", ".join(choices), value=value)
     return value
 
 
 def _check_sizes(name, value, maximum):
     if not isinstance(value, list) or not value:
-        raise ConfigError(name, f"must be a non-empty list of integers, got {value!r}")
+        raise ConfigError(name, gettext_noop("must be a non-empty list of integers, got %(value)r"), value=value)
     for index, size in enumerate(value):
         _check_int(f"{name}[{index}]", size, 1, maximum)
     return list(value)
@@ -91,18 +111,20 @@ def _check_sizes(name, value, maximum):
 def parse_config(raw: dict) -> RunConfig:
     """Build a RunConfig from user input, raising ConfigError on the first bad field."""
     if not isinstance(raw, dict):
-        raise ConfigError("config", f"must be a JSON object, got {type(raw).__name__}")
+        raise ConfigError("config", gettext_noop("must be a JSON object, got %(type)s"), type=type(raw).__name__)
     known = {f.name for f in fields(RunConfig)}
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise ConfigError(unknown[0], f"unknown parameter; expected one of {', '.join(sorted(known))}")
+        raise ConfigError(unknown[0], gettext_noop("unknown parameter; expected one of %(known)s"),
+                          known=", ".join(sorted(known)))
 
     config = RunConfig(**raw)
     _check_choice("model", config.model, MODELS)
     _check_sizes("hidden_sizes", config.hidden_sizes, 65536)
     _check_sizes("conv_channels", config.conv_channels, 4096)
     if len(config.conv_channels) > 6:
-        raise ConfigError("conv_channels", f"must have at most 6 blocks, got {len(config.conv_channels)}")
+        raise ConfigError("conv_channels", gettext_noop("must have at most 6 blocks, got %(count)s"),
+                          count=len(config.conv_channels))
     _check_float("dropout", config.dropout, 0.0, 1.0, high_inclusive=False)
     _check_choice("task", config.task, TASKS)
     _check_choice("optimizer", config.optimizer, OPTIMIZERS)
@@ -117,6 +139,7 @@ def parse_config(raw: dict) -> RunConfig:
     _check_int("early_stopping_patience", config.early_stopping_patience, 0)
     _check_choice("precision", config.precision, PRECISIONS)
     if not isinstance(config.gradient_checkpointing, bool):
-        raise ConfigError("gradient_checkpointing", f"must be true or false, got {config.gradient_checkpointing!r}")
+        raise ConfigError("gradient_checkpointing", gettext_noop("must be true or false, got %(value)r"),
+                          value=config.gradient_checkpointing)
     _check_choice("device", config.device, ("auto", "cpu", "cuda"))
     return config
