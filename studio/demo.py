@@ -52,7 +52,9 @@ class ApiClient:
             raise CommandError(f"cannot reach the studio at {self.base_url}: {exc}; "
                                "start it with `studio up` or pass --url") from None
         if response.status_code >= 400:
-            raise CommandError(f"{method} {path} failed with HTTP {response.status_code}: {error_text(response)}")
+            hint = " (check --token; `studio token USERNAME` prints one)" if response.status_code in (401, 403) else ""
+            raise CommandError(f"{method} {path} failed with HTTP {response.status_code}: "
+                               f"{error_text(response)}{hint}")
         return response.json()
 
     def get(self, path: str, **params):
@@ -152,6 +154,8 @@ def follow_run(api: ApiClient, run: dict, timeout: float) -> dict:
 def progress_line(run: dict, loss: float | None) -> str:
     if run["status"] == "queued":
         return "  queued, waiting for a worker"
+    if not run["total_steps"]:
+        return f"  {run['status']}: loading the dataset"
     loss_text = "loss -" if loss is None else f"loss {loss:.4f}"
     return (f"  {run['status']}: epoch {run['epoch']}/{run['total_epochs']}, "
             f"step {run['step']}/{run['total_steps']}, {loss_text}")

@@ -151,7 +151,7 @@ def print_banner(options: UpOptions, admin_created: bool, mlflow_ui: str) -> Non
     if admin_created:
         lines.append(f"  Log in at {url}/accounts/login/ as {ADMIN_USERNAME!r} with the password printed above.")
     else:
-        lines.append(f"  Log in at {url}/accounts/login/ (add a superuser with: studio createsuperuser).")
+        lines.append(f"  Log in at {url}/accounts/login/ (reset a password with: studio manage changepassword USERNAME).")
     lines.append(f"  API docs: {url}/api/v1/docs/ (get an API token with: studio token USERNAME)")
     if mlflow_ui:
         lines.append(f"  MLflow UI: {mlflow_ui} (its first start takes about 15 seconds)")

