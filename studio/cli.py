@@ -2,6 +2,7 @@
 
     studio up                 the whole studio on this machine
     studio web / worker       one server of a scale-out deployment
+    studio init               migrate, create the first admin and the demo project
     studio demo               train a CNN through the REST API, end to end
     studio token USERNAME     print a user's API token
     studio migrate | createsuperuser | manage ...   Django's management commands
@@ -82,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--beat", action="store_true",
                         help="also run the schedule that re-queues runs of dead workers (on one worker only)")
 
+    commands.add_parser("init", help="migrate, and create the first admin and the demo project",
+                        description="Prepare the database as `studio up` does before it starts servers: apply "
+                                    "migrations, collect static files, create the superuser 'admin' (printing "
+                                    "its password) if there is no user, and the demo project.")
+
     token = commands.add_parser("token", help="print a user's API token, creating it if needed")
     token.add_argument("username", metavar="USERNAME")
 
@@ -132,6 +138,8 @@ def run(argv: list[str]) -> int:
         return up.run_web(args.host, args.port)
     if args.command == "worker":
         return up.run_worker(up.parse_queues(args.queues), args.concurrency, args.beat)
+    if args.command == "init":
+        return up.run_init()
     if args.command == "token":
         return print_token(args.username)
     if args.command == "demo":

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +31,11 @@ class Child:
     process: subprocess.Popen | None = None
 
     @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+    def program(self) -> str:
+        """Return the program's name: the module of `python -m MODULE`, else the executable."""
+        if len(self.argv) > 2 and self.argv[1] == "-m":
+            return self.argv[2]
+        return Path(self.argv[0]).name
 
 
 class ChildExited(Exception):
@@ -44,7 +48,8 @@ class ChildExited(Exception):
             outcome = f"was killed by signal {signal.Signals(-code).name}"
         else:
             outcome = f"exited with code {code}"
-        super().__init__(f"the {child.name} process ({' '.join(child.argv[1:4])}) {outcome}; stopped the others")
+        super().__init__(f"the {child.name} process ({child.program}, pid {child.process.pid}) {outcome}; "
+                         "stopped the others")
 
 
 def _die_with_parent() -> None:

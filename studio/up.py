@@ -1,10 +1,11 @@
-"""`studio up`, `studio web` and `studio worker`: start the studio's servers.
+"""`studio up`, `studio web`, `studio worker` and `studio init`: start the studio's servers.
 
 `studio up` runs the whole studio on one machine as one supervised process
 tree: an embedded Redis unless REDIS_URL is set, Daphne, one Celery worker
 with the reaper's beat schedule, and the MLflow UI. `studio web` and
 `studio worker` each start one server of a scale-out deployment, joined
-through a shared REDIS_URL and DATABASE_URL.
+through a shared REDIS_URL and DATABASE_URL. `studio init` prepares the
+database as `studio up` does, for deployments that start servers one by one.
 """
 
 import fcntl
@@ -188,6 +189,13 @@ def run_up(options: UpOptions) -> int:
                                f"within {WEB_START_TIMEOUT} s; see its log above")
         tree.wait()
         print("Stopping the studio...", flush=True)
+    return 0
+
+
+def run_init() -> int:
+    data_folder()
+    preflight.setup_django()
+    prepare_database()
     return 0
 
 

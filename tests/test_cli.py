@@ -1,5 +1,6 @@
 """The `studio` command line: argument parsing, tokens, and the one-line errors before anything starts."""
 
+import re
 import socket
 import sqlite3
 
@@ -288,3 +289,19 @@ def test_demo_with_unreachable_studio(tmp_path):
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith(f"studio: cannot reach the studio at http://127.0.0.1:{port}: ")
     assert line.endswith("start it with `studio up` or pass --url")
+
+
+def test_init_creates_the_admin_once(tmp_path):
+    home = tmp_path / "home"
+
+    first = run_studio(["init"], home)
+    second = run_studio(["init"], home)
+    token = run_studio(["token", "admin"], home)
+
+    assert first.returncode == 0, first.stderr
+    assert re.search(r"^Created the superuser 'admin' with password: \S{16}$", first.stdout, re.MULTILINE)
+    assert second.returncode == 0, second.stderr
+    assert "Created the superuser" not in second.stdout
+    assert "Applied" not in second.stdout
+    assert token.returncode == 0, token.stderr
+    assert re.fullmatch(r"[0-9a-f]{40}\n", token.stdout)

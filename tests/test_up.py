@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.conftest import free_port
-from tests.studio_process import studio_up, wait_for
+from tests.studio_process import run_studio, studio_up, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -106,3 +106,40 @@ def test_up_again_keeps_the_admin(tmp_path):
     assert second.admin_password() is None
     assert "Created the superuser" not in second_log
     assert re.search(r"Log in at \S+ \(reset a password with: studio manage changepassword USERNAME\)", second_log)
+
+
+def test_up_stops_all_when_a_child_dies(tmp_path):
+    home = tmp_path / "home"
+
+    with studio_up(home, free_port(), "--no-mlflow") as studio:
+        wait_for(lambda: "ready." in studio.log, 30, "the Celery worker", studio)
+        supervisor = psutil.Process(studio.process.pid)
+        children = supervisor.children(recursive=True)
+        worker = next(child for child in supervisor.children() if "celery" in child.cmdline())
+
+        worker.kill()
+        exit_code = studio.process.wait(timeout=40)
+
+    assert exit_code == 1
+    last_line = studio.log.strip().splitlines()[-1]
+    assert last_line == (f"studio: the worker process (celery, pid {worker.pid}) was killed by signal SIGKILL; "
+                         "stopped the others")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not all(is_gone(child.pid) for child in children):
+        time.sleep(0.1)
+    assert [child.pid for child in children if not is_gone(child.pid)] == []
+
+
+def test_up_stops_on_sigterm_and_rejects_a_second_studio(tmp_path):
+    home = tmp_path / "home"
+
+    with studio_up(home, free_port(), "--no-mlflow") as studio:
+        second = run_studio(["up", "--port", str(free_port()), "--no-mlflow"], home)
+        studio.process.send_signal(signal.SIGTERM)
+        exit_code = studio.process.wait(timeout=40)
+
+    assert second.returncode == 1
+    assert second.stderr.strip() == (f"studio: another `studio up` is already running with STUDIO_HOME={home}; "
+                                     "stop it first")
+    assert exit_code == 0
+    assert "Stopping the studio..." in studio.log
