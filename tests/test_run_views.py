@@ -1,6 +1,7 @@
 """Run pages: creating a run from the form, the run page, cancelling, and who may do what."""
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from django.template.loader import render_to_string
@@ -352,16 +353,24 @@ def test_log_endpoint_returns_new_text_only(client, viewer, run):
     assert rest == {"text": "line two\n", "offset": 18, "reset": False, "active": True}
 
 
-def test_result_fragment_has_summary(client, owner, run):
+def test_result_fragment_has_summary_and_times(client, owner, run, settings):
+    settings.MLFLOW_UI_URL = "http://127.0.0.1:5001"
+    finished = datetime(2026, 3, 1, 12, 30, 5, tzinfo=UTC)
     Run.objects.filter(pk=run.pk).update(status=RunStatus.SUCCEEDED, summary={"val/accuracy": 0.5},
-                                         confusion_matrix=[[1, 0], [1, 0]])
+                                         confusion_matrix=[[1, 0], [1, 0]], finished_at=finished,
+                                         mlflow_run_id="abc123", mlflow_experiment_id="7")
     client.force_login(owner)
 
     response = client.get(reverse("run-result", args=[run.pk]))
 
+    html = response.content.decode()
     assert response.status_code == 200
-    assert '<td class="num" title="0.5">0.5</td>' in response.content.decode()
-    assert response.context["confusion"]["z"] == [[1, 0], [1, 0]]
+    assert html.startswith('<div id="run-result">')
+    assert '<div id="run-info">' in html
+    assert '<td class="num" title="0.5">0.5</td>' in html
+    assert "<dd>2026-03-01 12:30:05</dd>" in html
+    assert 'href="http://127.0.0.1:5001/#/experiments/7/runs/abc123"' in html
+    assert response.context["confusion"] == {"z": [[1, 0], [1, 0]], "labels": ["0", "1"]}
 
 
 # ---- Cancelling -------------------------------------------------------------

@@ -138,9 +138,13 @@ def _result_context(run: Run) -> dict:
 @login_required
 @require_GET
 def run_result(request, pk: int):
-    """Render the summary, confusion matrix and error of a run as an HTML fragment for the run page."""
+    """Render the parts of the run page that change when a run finishes, for the page to swap in.
+
+    They are the summary, confusion matrix and error (#run-result) and the run's times and MLflow link (#run-info).
+    """
     run = _visible_run(request, pk)
-    return render(request, "training/_run_result.html", {"run": run, **_result_context(run)})
+    return render(request, "training/_run_refresh.html", {
+        "run": run, "dataset": run.dataset, "mlflow_url": mlflow_run_url(run), **_result_context(run)})
 
 
 @login_required

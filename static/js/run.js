@@ -71,15 +71,23 @@
         connectgaps: false,
         hovertemplate: `%{y:.4g}<br>${labels.step} %{x}<extra>${trace.key}</extra>`,
       }));
+      // The legend sits above the plot: one row for two traces, two rows for three.
+      let topMargin = 10;
+      if (traces.length === 2) topMargin = 26;
+      if (traces.length > 2) topMargin = 44;
       const layout = {
         height: 260,
-        margin: {l: 55, r: 10, t: 10, b: 40},
+        margin: {l: 55, r: 10, t: topMargin, b: 40},
         xaxis: {title: {text: labels.step}, zeroline: false},
         yaxis: {hoverformat: ".4g", zeroline: false},
-        legend: {orientation: "h", y: -0.25},
+        legend: {orientation: "h", x: 0, y: 1.02, yanchor: "bottom"},
         showlegend: traces.length > 1,
       };
-      if (chartId === "chart-lr") layout.yaxis.exponentformat = "e";
+      if (chartId === "chart-lr") {
+        // A constant learning rate would otherwise sit in the middle of an arbitrary range around it.
+        layout.yaxis.rangemode = "tozero";
+        layout.yaxis.exponentformat = "e";
+      }
       Plotly.newPlot(chartId, data, layout, {responsive: true, displaylogo: false});
     }
   }
@@ -123,7 +131,7 @@
       z: data.z,
       x: data.labels,
       y: data.labels,
-      colorscale: "Blues",
+      colorscale: [[0, "#f5f8ff"], [1, "#1e3a8a"]],
       showscale: false,
       texttemplate: "%{z}",
       hovertemplate: `${chart.dataset.yTitle} %{y}, ${chart.dataset.xTitle} %{x}: %{z}<extra></extra>`,
@@ -205,7 +213,13 @@
     fetch(live.result_url, {credentials: "same-origin"})
       .then((response) => (response.ok ? response.text() : Promise.reject(response.status)))
       .then((html) => {
-        document.getElementById("run-result").innerHTML = html;
+        // The fragment's top-level elements replace the page's elements with the same id.
+        const fragment = document.createElement("template");
+        fragment.innerHTML = html;
+        for (const part of Array.from(fragment.content.children)) {
+          const current = part.id && document.getElementById(part.id);
+          if (current) current.replaceWith(part);
+        }
         drawConfusion();
       })
       .catch((error) => console.warn("loading the run's results failed:", error));
@@ -225,6 +239,7 @@
         else if (body.text) logNode.textContent += body.text;
         logOffset = body.offset;
         if (atBottom) logNode.scrollTop = logNode.scrollHeight;
+        if (!body.active && !FINAL.has(state.status)) resync();
         if (body.active || !FINAL.has(state.status)) setTimeout(pollLog, LOG_POLL_MS);
       })
       .catch(() => setTimeout(pollLog, LOG_POLL_MS * 3));
@@ -272,6 +287,12 @@
     };
   }
 
+  // The database shows the run finished but no final state arrived, e.g. because Redis lost the
+  // socket's group membership. A new connection starts with the current state, so reconnect.
+  function resync() {
+    if (socket && socket.readyState === WebSocket.OPEN) socket.close(4000);
+  }
+
   function checkFinished() {
     if (!FINAL.has(state.status) || finished) return;
     if (lastSeq >= state.last_seq) {
@@ -284,10 +305,17 @@
     if (catchUpTimer === null) {
       catchUpTimer = setTimeout(() => {
         catchUpTimer = null;
-        if (!finished && socket) socket.close(4000);
+        if (!finished) resync();
       }, CATCH_UP_GRACE_MS);
     }
   }
+
+  // What the page has received, for tests and for debugging in the browser console.
+  window.runPage = {
+    get lastSeq() { return lastSeq; },
+    get status() { return state.status; },
+    get connected() { return socket !== null && socket.readyState === WebSocket.OPEN; },
+  };
 
   // ---- Start --------------------------------------------------------------
 
