@@ -148,7 +148,8 @@ def print_banner(options: UpOptions, admin_created: bool, mlflow_ui: str) -> Non
     url = browser_url(options.host, options.port)
     lines = [f"DeepSeek Studio is running at {url}/"]
     if options.host in ("0.0.0.0", "::", "[::]"):
-        lines.append(f"  It listens on every interface ({options.host}), port {options.port}.")
+        lines.append(f"  It listens on every interface ({options.host}), port {options.port}; add the names other "
+                     "machines use for it to ALLOWED_HOSTS.")
     if admin_created:
         lines.append(f"  Log in at {url}/accounts/login/ as {ADMIN_USERNAME!r} with the password printed above.")
     else:
