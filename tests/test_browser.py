@@ -1,8 +1,9 @@
 """The browser path of a run: log in, start a run from the form, watch its curves grow.
 
 Headless Chromium (Debian's /usr/bin/chromium) drives pages served by a real
-Daphne process while a real Celery worker trains. Install the browser with
-`apt-get install -y chromium`; these tests are skipped without it.
+Daphne process, with a real Celery worker where a run has to train. Install
+the browser with `apt-get install -y chromium`; these tests are skipped
+without it.
 """
 
 import re
@@ -13,6 +14,7 @@ import pytest
 from django.core.management import call_command
 from playwright.sync_api import expect, sync_playwright
 
+from projects.models import Dataset
 from tests.isolated_redis import redis_url  # noqa: F401  (overrides the shared Redis)
 from training.models import Metric, Run, RunStatus
 from training.services import create_run
@@ -185,3 +187,57 @@ def test_run_page_recovers_missed_final_state(collected_static, daphne_server, p
     expect(page.locator("#run-status")).to_have_text("Succeeded", timeout=15_000)
     expect(page.locator("#run-summary")).to_contain_text("0.75")
     expect(page.locator("#cancel-form")).to_be_hidden()
+
+
+@pytest.mark.timeout(120)
+def test_run_page_draws_nan_as_gap(collected_static, daphne_server, page, owner, project, digits_dataset):
+    run = create_run(project, digits_dataset, {"model": "mlp", "epochs": 1}, user=owner, name="nan run")
+    values = [2.0, 1.0, None, 0.5, 0.25]
+    Metric.objects.bulk_create([
+        Metric(run=run, seq=step, key="train/loss", step=step, epoch=1, value=value,
+               nonfinite="" if value is not None else "nan", reported_at=1_700_000_000 + step)
+        for step, value in enumerate(values, start=1)
+    ])
+    Run.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, diverged=True, last_seq=5,
+                                         error="diverged: train/loss became nan at step 3 (epoch 1)")
+    log_in(page, daphne_server, owner)
+
+    page.goto(f"{daphne_server}/runs/{run.pk}/")
+
+    expect(page.locator("#nonfinite-note")).to_have_text("train/loss was NaN at step 3; the curve has a gap there.")
+    expect(page.locator("#diverged-warning")).to_be_visible()
+    expect(page.locator("#run-error")).to_have_text("diverged: train/loss became nan at step 3 (epoch 1)")
+    trace = page.evaluate("""() => {
+        const trace = document.getElementById("chart-loss").data[0];
+        return {x: trace.x, y: trace.y, connectgaps: trace.connectgaps};
+    }""")
+    assert trace == {"x": [1, 2, 3, 4, 5], "y": [2.0, 1.0, None, 0.5, 0.25], "connectgaps": False}
+    # All points are in and the run is over, so the page closes its socket.
+    expect(page.locator("#live-indicator")).to_have_text("")
+
+
+@pytest.mark.timeout(120)
+def test_run_form_follows_chosen_dataset(collected_static, daphne_server, page, owner, project, digits_dataset):
+    wine = Dataset.objects.create(
+        project=project, name="wine", format="npz", task="classification", sha256="0" * 64,
+        file_path="datasets/wine.npz", size_bytes=1, num_rows=178, num_features=13, input_shape=[13],
+        num_classes=3, class_names=["0", "1", "2"])
+    log_in(page, daphne_server, owner)
+    page.goto(f"{daphne_server}/projects/{project.pk}/runs/new/?dataset={digits_dataset.pk}")
+    model = page.get_by_label("Model", exact=True)
+    expect(model).to_have_value("cnn")
+
+    page.get_by_label("Dataset", exact=True).select_option(str(wine.pk))
+
+    expect(model).to_have_value("mlp")
+    expect(model.locator('option[value="cnn"]')).to_be_disabled()
+    expect(page.get_by_label("Hidden sizes", exact=True)).to_have_value("64,32")
+    expect(page.get_by_label("Batch size", exact=True)).to_have_value("16")
+    expect(page.locator("#field-conv_channels")).to_have_class(re.compile(r"\birrelevant\b"))
+
+    page.get_by_label("Learning rate (lr)", exact=True).fill("0.02")
+    page.get_by_text("Advanced: edit as JSON").click()
+    typed = page.get_by_label("Config as JSON", exact=True).input_value()
+    assert '"lr": 0.02' in typed
+    assert '"model": "mlp"' in typed
+    assert '"hidden_sizes": [\n    64,\n    32\n  ]' in typed
