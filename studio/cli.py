@@ -114,7 +114,9 @@ def run_passthrough(command: str, args: list[str]) -> int:
     from studio import preflight
 
     preflight.setup_django()
-    preflight.check_database()
+    if command != "manage":
+        # Commands such as compilemessages need no database, so only these two check it.
+        preflight.check_database()
     argv = ["studio manage", *args] if command == "manage" else ["studio", command, *args]
     if command == "manage" and not args:
         argv.append("help")

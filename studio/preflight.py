@@ -103,11 +103,24 @@ def check_redis(url: str) -> None:
             client.close()
 
 
+def data_folder():
+    """Return STUDIO_HOME as an absolute path, created if missing, or raise CommandError."""
+    from studio.env import studio_home
+
+    try:
+        return studio_home()
+    except OSError as exc:
+        raise CommandError(f"cannot create the data folder STUDIO_HOME={os.environ.get('STUDIO_HOME', 'var')}: "
+                           f"{exc.strerror}; set STUDIO_HOME to a writable folder") from None
+
+
 def setup_django() -> None:
     """Load the settings and apps, turning a bad setting into a CommandError."""
     import django
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
+    # The settings create the data folder on import, so check it first for a clear message.
+    data_folder()
     try:
         django.setup()
     except ImproperlyConfigured as exc:

@@ -39,9 +39,7 @@ class UpOptions:
 
 def data_folder() -> Path:
     """Resolve STUDIO_HOME to an absolute folder and export it, so children agree on it."""
-    from studio.env import studio_home
-
-    home = studio_home()
+    home = preflight.data_folder()
     os.environ["STUDIO_HOME"] = str(home)
     return home
 

@@ -305,3 +305,32 @@ def test_init_creates_the_admin_once(tmp_path):
     assert "Applied" not in second.stdout
     assert token.returncode == 0, token.stderr
     assert re.fullmatch(r"[0-9a-f]{40}\n", token.stdout)
+
+
+def test_unusable_data_folder(tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    home = tmp_path / "a-file" / "home"
+
+    up_result = run_studio(["up", "--port", str(free_port())], home)
+    token_result = run_studio(["token", "admin"], home)
+
+    message = f"cannot create the data folder STUDIO_HOME={home}: Not a directory; set STUDIO_HOME to a writable folder"
+    assert_one_line_error(up_result, message)
+    assert_one_line_error(token_result, message)
+
+
+def test_manage_and_createsuperuser_pass_options_through(tmp_path):
+    home = tmp_path / "home"
+    run_studio(["migrate", "--noinput", "-v", "0"], home)
+
+    check = run_studio(["manage", "check"], home)
+    created = run_studio(["createsuperuser", "--noinput", "--username", "bob", "--email", "bob@example.com"], home,
+                         DJANGO_SUPERUSER_PASSWORD="bob-pass-12345")
+    token = run_studio(["token", "bob"], home)
+
+    assert check.returncode == 0, check.stderr
+    assert "System check identified no issues" in check.stdout
+    assert created.returncode == 0, created.stderr
+    assert "Superuser created successfully." in created.stdout
+    assert token.returncode == 0, token.stderr
+    assert re.fullmatch(r"[0-9a-f]{40}\n", token.stdout)
