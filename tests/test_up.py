@@ -143,3 +143,25 @@ def test_up_stops_on_sigterm_and_rejects_a_second_studio(tmp_path):
                                      "stop it first")
     assert exit_code == 0
     assert "Stopping the studio..." in studio.log
+
+
+def test_up_recovers_after_sigkill(tmp_path):
+    home = tmp_path / "home"
+
+    with studio_up(home, free_port(), "--no-mlflow") as first:
+        children = psutil.Process(first.process.pid).children(recursive=True)
+        leftover_redis = embedded_redis_pid(home)
+        first.process.kill()
+        first.process.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not all(is_gone(child.pid) for child in children):
+            time.sleep(0.1)
+        # Linux sent every child SIGTERM when the supervisor died; only the
+        # daemonized redis-server outlives it, until the next start.
+        assert [child.pid for child in children if not is_gone(child.pid)] == []
+        assert not is_gone(leftover_redis)
+
+    with studio_up(home, free_port(), "--no-mlflow") as second:
+        assert "shutting down the embedded Redis left running at" in second.log
+        assert is_gone(leftover_redis)
+        assert embedded_redis_pid(home) != leftover_redis
