@@ -8,6 +8,8 @@ from urllib.parse import parse_qs
 
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
+from channels.security.websocket import OriginValidator
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 
 
@@ -48,3 +50,21 @@ def TokenOrSessionAuthMiddleware(inner):
     # The session middleware runs first and sets scope["user"]; a token, when
     # given, replaces that user.
     return AuthMiddlewareStack(_TokenMiddleware(inner))
+
+
+class BrowserOriginValidator(OriginValidator):
+    """Check the Origin of browser connections against ALLOWED_HOSTS; let scripts connect without one.
+
+    Browsers always send Origin on a websocket handshake, and that header is
+    what stops another site's page from riding a user's session cookie. A
+    script (the CLI, a notebook) sends none and authenticates with its token.
+    """
+
+    def __init__(self, application):
+        super().__init__(application, settings.ALLOWED_HOSTS)
+
+    async def __call__(self, scope, receive, send):
+        has_origin = any(name == b"origin" for name, _ in scope.get("headers", []))
+        if not has_origin:
+            return await self.application(scope, receive, send)
+        return await super().__call__(scope, receive, send)

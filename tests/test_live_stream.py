@@ -19,7 +19,6 @@ from channels.testing import WebsocketCommunicator
 from rest_framework.authtoken.models import Token
 
 from studio.asgi import application
-from tests.isolated_redis import redis_url  # noqa: F401  (overrides the shared Redis)
 from training import events
 from training.models import Metric, Run, RunStatus
 from training.services import cancel_run, create_run
