@@ -32,9 +32,8 @@ def worker_argv(queues: list[str], concurrency: int, beat: bool, schedule_file: 
 
 def mlflow_argv(backend_store_uri: str, host: str, port: int, artifacts_dir: Path) -> list[str]:
     """Return the MLflow tracking server command line (mlflow 3.17), one uvicorn worker."""
-    mlflow = Path(sys.executable).with_name("mlflow")
     return [
-        str(mlflow), "server",
+        sys.executable, "-m", "mlflow", "server",
         "--backend-store-uri", backend_store_uri,
         "--artifacts-destination", str(artifacts_dir),
         "--host", host, "--port", str(port),

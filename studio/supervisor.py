@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from django.core.management.base import CommandError
+
 logger = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
@@ -75,10 +77,13 @@ class ProcessTree:
             self._previous_handlers[signum] = signal.signal(signum, self._request_stop)
         preexec = _die_with_parent if sys.platform.startswith("linux") else None
         for child in self.children:
-            child.process = subprocess.Popen(
-                child.argv, cwd=self.cwd, env={**os.environ, **child.env},
-                start_new_session=True, preexec_fn=preexec,
-            )
+            try:
+                child.process = subprocess.Popen(
+                    child.argv, cwd=self.cwd, env={**os.environ, **child.env},
+                    start_new_session=True, preexec_fn=preexec,
+                )
+            except OSError as exc:
+                raise CommandError(f"cannot start the {child.name} process ({child.argv[0]}): {exc.strerror}") from None
             logger.info("started %s (pid %s): %s", child.name, child.process.pid, " ".join(child.argv))
 
     def _request_stop(self, signum, frame) -> None:

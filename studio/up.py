@@ -11,6 +11,7 @@ database as `studio up` does, for deployments that start servers one by one.
 import fcntl
 import os
 import re
+import signal
 import sys
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -162,6 +163,9 @@ def print_banner(options: UpOptions, admin_created: bool, mlflow_ui: str) -> Non
 
 def run_up(options: UpOptions) -> int:
     """Run the whole studio until SIGINT or SIGTERM; returns the exit code."""
+    # Until the children start, SIGTERM interrupts like Ctrl-C, so the embedded
+    # Redis and the data folder's lock are released on the way out.
+    signal.signal(signal.SIGTERM, _interrupt)
     if options.mlflow_port is None:
         if options.mlflow and options.port == 65535:
             raise CommandError("--port 65535 leaves no port for the MLflow UI; choose one with --mlflow-port")
@@ -196,6 +200,10 @@ def run_init() -> int:
     preflight.setup_django()
     prepare_database()
     return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def check_ready_database() -> None:
