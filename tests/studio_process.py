@@ -31,6 +31,13 @@ def run_studio(args: list[str], home: Path, timeout: float = 120, **extra_env) -
                           capture_output=True, text=True, timeout=timeout)
 
 
+def spawn_studio(args: list[str], home: Path, log_path: Path, **extra_env) -> subprocess.Popen:
+    """Start `studio ARGS` in its own session with stdout and stderr going to `log_path`."""
+    with open(log_path, "w") as log:
+        return subprocess.Popen([sys.executable, "-m", "studio", *args], cwd=ROOT, env=studio_env(home, **extra_env),
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
 class RunningStudio:
     def __init__(self, process: subprocess.Popen, log_path: Path, url: str, home: Path):
         self.process = process
@@ -72,12 +79,7 @@ def studio_up(home: Path, port: int, *args: str, **extra_env):
     """Start `studio up` on `port`; yield a RunningStudio once its web server answers, stop it after."""
     home.mkdir(parents=True, exist_ok=True)
     log_path = home.parent / f"{home.name}-up.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "studio", "up", "--port", str(port), *args],
-            cwd=ROOT, env=studio_env(home, **extra_env), stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = spawn_studio(["up", "--port", str(port), *args], home, log_path, **extra_env)
     studio = RunningStudio(process, log_path, f"http://127.0.0.1:{port}", home)
     try:
         wait_for(lambda: _responds(studio.url + "/accounts/login/"), 90, "the web server", studio)

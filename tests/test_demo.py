@@ -1,12 +1,14 @@
 """`studio demo` against a real `studio up`: upload digits, train a CNN, check the result."""
 
 import re
+import signal
+import time
 
 import pytest
 import requests
 
 from tests.conftest import free_port
-from tests.studio_process import run_studio, studio_up
+from tests.studio_process import run_studio, spawn_studio, studio_up
 
 pytestmark = pytest.mark.integration
 
@@ -61,3 +63,37 @@ def test_demo_with_wrong_token(studio):
     # DRF returns 403, not 401, because session authentication comes first in the settings.
     assert result.stderr.strip() == ("studio: GET /api/v1/projects/ failed with HTTP 403: Invalid token. "
                                      "(check --token; `studio token USERNAME` prints one)")
+
+
+def test_demo_on_separate_web_and_worker(tmp_path, redis_url):
+    """The scale-out commands: `studio web` and `studio worker` join through REDIS_URL and the database."""
+    home = tmp_path / "home"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    init = run_studio(["init"], home)
+    web = spawn_studio(["web", "--port", str(port)], home, tmp_path / "web.log", REDIS_URL=redis_url)
+    worker = spawn_studio(["worker", "--queues", "cpu", "--beat"], home, tmp_path / "worker.log", REDIS_URL=redis_url)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and web.poll() is None:
+            try:
+                requests.get(f"{url}/accounts/login/", timeout=2)
+                break
+            except requests.RequestException:
+                time.sleep(0.2)
+
+        result = run_studio(["demo", "--url", url, "--timeout", "300"], home, timeout=360)
+    finally:
+        for process in (web, worker):
+            process.send_signal(signal.SIGTERM)
+        web_code = web.wait(timeout=30)
+        worker_code = worker.wait(timeout=30)
+
+    logs = (tmp_path / "web.log").read_text() + (tmp_path / "worker.log").read_text()
+    assert init.returncode == 0, init.stderr
+    assert result.returncode == 0, result.stdout + result.stderr + logs[-3000:]
+    assert "Demo passed: val/accuracy" in result.stdout
+    assert f"Serving the studio at {url}/" in logs
+    assert "Task training.tasks.train_run" in logs
+    assert web_code == 0
+    assert worker_code == 0
