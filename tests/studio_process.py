@@ -76,7 +76,7 @@ def wait_for(predicate, timeout: float, description: str, studio: RunningStudio)
 
 @contextmanager
 def studio_up(home: Path, port: int, *args: str, **extra_env):
-    """Start `studio up` on `port`; yield a RunningStudio once its web server answers, stop it after."""
+    """Start `studio up` on `port`; yield a RunningStudio once its web server responds, stop it after."""
     home.mkdir(parents=True, exist_ok=True)
     log_path = home.parent / f"{home.name}-up.log"
     process = spawn_studio(["up", "--port", str(port), *args], home, log_path, **extra_env)
