@@ -9,7 +9,7 @@ import json
 
 from django import forms
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from projects.models import Dataset
 from training.engine.config import ConfigError, RunConfig
@@ -57,44 +57,45 @@ def parse_size_list(name: str, text: str) -> list[int]:
 
 
 class RunForm(forms.Form):
-    dataset = forms.ModelChoiceField(queryset=Dataset.objects.none(), label=_lazy("Dataset"))
-    name = forms.CharField(label=_lazy("Name"), max_length=200, required=False,
-                           help_text=_lazy("Optional; runs without a name are shown as “run N”."))
-    model = forms.ChoiceField(label=_lazy("Model"), choices=[("mlp", "MLP"), ("cnn", "CNN")],
-                              help_text=_lazy("The CNN is offered for image datasets only."))
-    hidden_sizes = forms.CharField(label=_lazy("Hidden sizes"), max_length=200,
-                                   help_text=_lazy("Widths of the hidden layers (the CNN's head), comma separated, "
-                                                   "e.g. 128,64."))
-    conv_channels = forms.CharField(label=_lazy("Conv channels"), max_length=200, required=False,
-                                    help_text=_lazy("Output channels of each convolution block, e.g. 16,32. "
-                                                    "CNN only."))
-    dropout = forms.FloatField(label=_lazy("Dropout"), help_text=_lazy("Probability in [0, 1)."))
-    optimizer = forms.ChoiceField(label=_lazy("Optimizer"),
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.none(), label=gettext_lazy("Dataset"))
+    name = forms.CharField(label=gettext_lazy("Name"), max_length=200, required=False,
+                           help_text=gettext_lazy("Optional; runs without a name are shown as “run N”."))
+    model = forms.ChoiceField(label=gettext_lazy("Model"), choices=[("mlp", "MLP"), ("cnn", "CNN")],
+                              help_text=gettext_lazy("The CNN is offered for image datasets only."))
+    hidden_sizes = forms.CharField(label=gettext_lazy("Hidden sizes"), max_length=200,
+                                   help_text=gettext_lazy("Widths of the hidden layers (the CNN's head), comma "
+                                                          "separated, e.g. 128,64."))
+    conv_channels = forms.CharField(label=gettext_lazy("Conv channels"), max_length=200, required=False,
+                                    help_text=gettext_lazy("Output channels of each convolution block, e.g. "
+                                                           "16,32. CNN only."))
+    dropout = forms.FloatField(label=gettext_lazy("Dropout"), help_text=gettext_lazy("Probability in [0, 1)."))
+    optimizer = forms.ChoiceField(label=gettext_lazy("Optimizer"),
                                   choices=[("adam", "Adam"), ("adamw", "AdamW"), ("sgd", "SGD")])
-    lr = forms.FloatField(label=_lazy("Learning rate (lr)"))
-    momentum = forms.FloatField(label=_lazy("Momentum"), help_text=_lazy("SGD only."))
-    weight_decay = forms.FloatField(label=_lazy("Weight decay"))
-    schedule = forms.ChoiceField(label=_lazy("Learning-rate schedule"), choices=[
-        ("constant", _lazy("Constant")), ("cosine", _lazy("Cosine")), ("step", _lazy("Step")),
-        ("onecycle", _lazy("One cycle")),
+    lr = forms.FloatField(label=gettext_lazy("Learning rate (lr)"))
+    momentum = forms.FloatField(label=gettext_lazy("Momentum"), help_text=gettext_lazy("SGD only."))
+    weight_decay = forms.FloatField(label=gettext_lazy("Weight decay"))
+    schedule = forms.ChoiceField(label=gettext_lazy("Learning-rate schedule"), choices=[
+        ("constant", gettext_lazy("Constant")), ("cosine", gettext_lazy("Cosine")),
+        ("step", pgettext_lazy("learning-rate schedule", "Step")), ("onecycle", gettext_lazy("One cycle")),
     ])
-    batch_size = forms.IntegerField(label=_lazy("Batch size"))
-    epochs = forms.IntegerField(label=_lazy("Epochs"))
-    seed = forms.IntegerField(label=_lazy("Seed"))
-    val_split = forms.FloatField(label=_lazy("Validation split"),
-                                 help_text=_lazy("Fraction of the examples held out for validation."))
+    batch_size = forms.IntegerField(label=gettext_lazy("Batch size"))
+    epochs = forms.IntegerField(label=gettext_lazy("Epochs"))
+    seed = forms.IntegerField(label=gettext_lazy("Seed"))
+    val_split = forms.FloatField(label=gettext_lazy("Validation split"),
+                                 help_text=gettext_lazy("Fraction of the examples held out for validation."))
     early_stopping_patience = forms.IntegerField(
-        label=_lazy("Early stopping patience"),
-        help_text=_lazy("Stop after this many epochs without a better val/loss; 0 turns it off."))
-    precision = forms.ChoiceField(label=_lazy("Precision"),
+        label=gettext_lazy("Early stopping patience"),
+        help_text=gettext_lazy("Stop after this many epochs without a better val/loss; 0 turns it off."))
+    precision = forms.ChoiceField(label=gettext_lazy("Precision"),
                                   choices=[("fp32", "fp32"), ("bf16", "bf16"), ("fp16", "fp16")])
     gradient_checkpointing = forms.BooleanField(
-        label=_lazy("Gradient checkpointing"), required=False,
-        help_text=_lazy("Recompute activations in the backward pass to save memory."))
+        label=gettext_lazy("Gradient checkpointing"), required=False,
+        help_text=gettext_lazy("Recompute activations in the backward pass to save memory."))
     config_json = forms.CharField(
-        label=_lazy("Config as JSON"), required=False, widget=forms.Textarea(attrs={"rows": 14, "spellcheck": "false"}),
-        help_text=_lazy("Used instead of the fields above when you press “Create from JSON”. "
-                        "Parameters left out take their defaults."))
+        label=gettext_lazy("Config as JSON"), required=False,
+        widget=forms.Textarea(attrs={"rows": 14, "spellcheck": "false"}),
+        help_text=gettext_lazy("Used instead of the fields above when you press “Create from JSON”. "
+                               "Parameters left out take their defaults."))
 
     def __init__(self, *args, project, **kwargs):
         super().__init__(*args, **kwargs)
@@ -150,7 +151,7 @@ class RunForm(forms.Form):
             target = "dataset"
         else:
             target = name if name in self.fields else None
-        self.add_error(target, str(exc))
+        self.add_error(target, f"{exc.field}: {exc.translate(_)}")
 
 
 def config_json_text(config: dict) -> str:
