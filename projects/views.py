@@ -16,6 +16,7 @@ from projects import services
 from projects.forms import DatasetUploadForm, ProjectForm
 from projects.models import Dataset, Project
 from projects.permissions import can_edit, can_view, visible_projects
+from training.views import run_status_labels
 
 # The project page lists at most this many runs, newest first.
 PROJECT_PAGE_RUNS = 100
@@ -63,6 +64,7 @@ def project_detail(request, pk: int):
         "datasets": datasets,
         "runs": runs,
         "can_edit": can_edit(request.user, project),
+        "run_status_labels": run_status_labels(),
     })
 
 

@@ -20,7 +20,7 @@ from projects.permissions import can_edit, can_view
 from training import events
 from training.engine.config import ConfigError
 from training.forms import RunForm, config_json_text, is_image_dataset, suggested_config
-from training.models import Run
+from training.models import Run, RunStatus
 from training.services import cancel_run, create_run
 
 
@@ -123,7 +123,17 @@ def _live_labels() -> dict:
         "notFound": _("This run no longer exists."),
         # %(key)s, %(value)s and %(step)s are filled in by the script.
         "nonfinite": _("%(key)s was %(value)s at step %(step)s; the curve has a gap there."),
+        "statuses": run_status_labels(),
     }
+
+
+def run_status_labels() -> dict:
+    """Return each run status's label in the request's language.
+
+    Live run.state messages carry status_display in the language of the
+    process that sent them (often a worker's English), so pages show these instead.
+    """
+    return {value: str(label) for value, label in RunStatus.choices}
 
 
 def _result_context(run: Run) -> dict:

@@ -13,6 +13,9 @@
   const projectId = section.dataset.projectId;
   const rowUrlTemplate = section.dataset.rowUrl;
   const rowsUrl = section.dataset.rowsUrl;
+  // Status labels in the page's language; run.state messages carry the sender's language.
+  const labelsNode = document.getElementById("run-status-labels");
+  const statusLabels = labelsNode ? JSON.parse(labelsNode.textContent) : {};
   // run id -> {duration, receivedAt} of running runs, so their duration ticks between messages.
   const running = new Map();
 
@@ -37,7 +40,7 @@
   function updateRow(row, run) {
     row.dataset.status = run.status;
     const badge = row.querySelector('[data-field="status"]');
-    badge.textContent = run.status_display;
+    badge.textContent = statusLabels[run.status] || run.status_display;
     badge.className = `badge status-${run.status}`;
     row.querySelector('[data-field="duration"]').textContent = clock(run.duration_seconds);
     const metricCell = row.querySelector('[data-field="main-metric"]');

@@ -183,7 +183,7 @@
     stateReceivedAt = Date.now();
 
     const badge = document.getElementById("run-status");
-    badge.textContent = run.status_display;
+    badge.textContent = labels.statuses[run.status] || run.status_display;
     badge.className = `badge status-${run.status}`;
     const percent = Math.round(run.progress * 100);
     document.getElementById("run-progress").style.width = `${percent}%`;
