@@ -6,7 +6,8 @@ from django.utils.translation import gettext_lazy as _
 
 class Team(models.Model):
     name = models.CharField(_("name"), max_length=100, unique=True)
-    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="teams")
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="teams",
+                                     verbose_name=_("members"))
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
@@ -26,8 +27,9 @@ class Role(models.TextChoices):
 
 
 class Membership(models.Model):
-    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("team"))
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships",
+                             verbose_name=_("user"))
     role = models.CharField(_("role"), max_length=20, choices=Role.choices, default=Role.VIEWER)
 
     class Meta:
@@ -36,7 +38,8 @@ class Membership(models.Model):
         constraints = [models.UniqueConstraint(fields=["team", "user"], name="unique_team_member")]
 
     def __str__(self):
-        return f"{self.user} in {self.team} ({self.role})"
+        return _("%(user)s in %(team)s (%(role)s)") % {"user": self.user, "team": self.team,
+                                                         "role": self.get_role_display()}
 
     @property
     def can_edit(self) -> bool:
@@ -44,7 +47,7 @@ class Membership(models.Model):
 
 
 class Project(models.Model):
-    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="projects")
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="projects", verbose_name=_("team"))
     name = models.CharField(_("name"), max_length=100)
     description = models.TextField(_("description"), blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
@@ -81,7 +84,8 @@ class Dataset(models.Model):
     validation time so pages never reread the file.
     """
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="datasets")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="datasets",
+                                verbose_name=_("project"))
     name = models.CharField(_("name"), max_length=200)
     format = models.CharField(_("format"), max_length=10, choices=DatasetFormat.choices)
     task = models.CharField(_("task"), max_length=20, choices=Task.choices, default=Task.CLASSIFICATION)
@@ -99,7 +103,8 @@ class Dataset(models.Model):
     feature_names = models.JSONField(_("feature names"), default=list, blank=True)
     preview = models.JSONField(_("preview rows"), default=list, blank=True)
     builtin = models.BooleanField(_("built in"), default=False)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   verbose_name=_("created by"))
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:

@@ -27,10 +27,13 @@ class Run(models.Model):
     overwritten by a late progress write.
     """
 
-    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="runs")
-    dataset = models.ForeignKey("projects.Dataset", on_delete=models.PROTECT, related_name="runs")
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="runs",
+                                verbose_name=_("project"))
+    dataset = models.ForeignKey("projects.Dataset", on_delete=models.PROTECT, related_name="runs",
+                                verbose_name=_("dataset"))
     name = models.CharField(_("name"), max_length=200, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   verbose_name=_("created by"))
     config = models.JSONField(_("config"), default=dict)
     status = models.CharField(_("status"), max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
     error = models.TextField(_("error"), blank=True)
@@ -115,15 +118,16 @@ class Metric(models.Model):
     because SQLite turns NaN into NULL and JSON has no NaN.
     """
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="metrics")
-    seq = models.PositiveIntegerField()
-    key = models.CharField(max_length=100)
-    step = models.PositiveIntegerField()
-    epoch = models.PositiveIntegerField(default=0)
-    value = models.FloatField(null=True)
-    nonfinite = models.CharField(max_length=4, blank=True, choices=[("nan", "NaN"), ("inf", "+inf"), ("-inf", "-inf")])
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="metrics", verbose_name=_("run"))
+    seq = models.PositiveIntegerField(_("sequence number"))
+    key = models.CharField(_("key"), max_length=100)
+    step = models.PositiveIntegerField(_("step"))
+    epoch = models.PositiveIntegerField(_("epoch"), default=0)
+    value = models.FloatField(_("value"), null=True)
+    nonfinite = models.CharField(_("non-finite value"), max_length=4, blank=True,
+                                 choices=[("nan", "NaN"), ("inf", "+inf"), ("-inf", "-inf")])
     # Wall-clock time (Unix seconds) at which the engine reported the value.
-    reported_at = models.FloatField()
+    reported_at = models.FloatField(_("reported at"))
 
     class Meta:
         verbose_name = _("metric")
