@@ -1,13 +1,21 @@
 """RunReporter: takes the engine's reports without blocking the training loop.
 
-The loop only puts items on a queue. A background thread drains the queue
-every FLUSH_SECONDS and, for each batch, (1) writes the points to the
-database, which numbers them with `seq`, (2) pushes the stored points to the
-run's channel group, and every MLFLOW_SECONDS (3) logs them to MLflow. It
-also beats the run's heartbeat and notices an operator's cancel.
+The loop only puts items on a queue. A background thread writes them in
+batches, at most one batch every FLUSH_SECONDS. Each batch is (1) inserted
+into the database, which is the source of truth and numbers the points with
+`seq`, then (2) pushed to the run's channel group. Every MLFLOW_SECONDS the
+stored points are (3) logged to MLflow. The same thread beats the run's
+heartbeat and notices an operator's cancel.
+
+The thread shares the training process's GIL, and each of its Python
+instructions delays the training loop by about as long (bench/overhead.py
+measures the total). So a batch costs one INSERT, one UPDATE and one
+group_send whatever its size, points stay plain tuples, and MLflow logging
+moves to a child process once a run reports many points.
 """
 
 import asyncio
+import functools
 import logging
 import queue
 import threading
@@ -15,7 +23,7 @@ import time
 
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Value
 from django.db.models.functions import Concat
 from django.utils import timezone
@@ -25,9 +33,46 @@ from training.models import Metric, Run, RunStatus
 
 logger = logging.getLogger(__name__)
 
-FLUSH_SECONDS = 0.02
+# The longest a reported point waits before it is stored and pushed. A batch
+# costs the training loop about the same GIL time whatever its size (an
+# estimated 0.5 ms, from bench/overhead.py on a 2-core machine), so this
+# interval also bounds that cost to about 1.5% of the loop's time.
+FLUSH_SECONDS = 0.04
+# The run's state (progress, ETA) goes to its page and project at most this often.
+STATE_PUSH_SECONDS = 1.0
 MLFLOW_SECONDS = 5.0
+# A run that gathers this many MLflow points within MLFLOW_SECONDS gets a
+# child process to log them (training.mlflow_writer). Below it, logging in
+# this thread costs less than starting the child (about 2 s of CPU).
+MLFLOW_CHILD_MIN_POINTS = 1000
+# With a child, the thread hands points over this often, so that close() only
+# waits for the child to log the last second's points.
+MLFLOW_CHILD_SECONDS = 1.0
+# How long close() waits for the MLflow child to log what it was given.
+MLFLOW_CHILD_CLOSE_SECONDS = 600
 CANCEL_CHECK_SECONDS = 0.5
+# Pause between attempts after a database write failed.
+RETRY_SECONDS = 0.5
+
+# Columns of one stored point, in the order of the rows that _add_points builds.
+_POINT_COLUMNS = ("run", "seq", "key", "step", "epoch", "value", "nonfinite", "reported_at")
+_CLOSE = ("close",)
+
+
+@functools.cache
+def _insert_points_sql(vendor: str) -> str:
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(Metric._meta.get_field(name).column) for name in _POINT_COLUMNS)
+    placeholders = ", ".join(["%s"] * len(_POINT_COLUMNS))
+    return f"INSERT INTO {quote(Metric._meta.db_table)} ({columns}) VALUES ({placeholders})"
+
+
+@functools.cache
+def _update_progress_sql(vendor: str, with_last_seq: bool) -> str:
+    quote = connection.ops.quote_name
+    names = ["heartbeat_at", "epoch", "step"] + (["last_seq"] if with_last_seq else [])
+    assignments = ", ".join(f"{quote(Run._meta.get_field(name).column)} = %s" for name in names)
+    return f"UPDATE {quote(Run._meta.db_table)} SET {assignments} WHERE {quote(Run._meta.pk.column)} = %s"
 
 
 class RunReporter:
@@ -38,6 +83,7 @@ class RunReporter:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._closing = threading.Event()
         self._cancelled = threading.Event()
+
         self._progress = (run.epoch, run.step)
         self._written_progress = None
         self._next_seq = (Metric.objects.filter(run_id=run.pk).order_by("-seq").values_list("seq", flat=True)
@@ -45,11 +91,23 @@ class RunReporter:
         # Points already stored by an earlier attempt of this run; a resumed
         # attempt recomputes them and must not store them twice.
         self._stored: set[tuple[str, int]] = set()
-        self._unsaved: list[Metric] = []
+        # What the next write stores: rows in _POINT_COLUMNS order, already
+        # numbered, and the run fields that change rarely.
+        self._unsaved: list[tuple] = []
+        self._unsaved_diverged = False
+        self._unsaved_log = ""
+        self._unsaved_start: dict | None = None
         self._mlflow_pending: list[tuple[str, float, int, float]] = []
+        self._mlflow_child = None
+
+        # Monotonic times of the thread's periodic work.
+        self._last_flush = 0.0
         self._last_mlflow = time.monotonic()
         self._last_cancel_check = 0.0
+        self._last_heartbeat = 0.0
         self._last_state_push = 0.0
+        self._failures = 0
+
         self._channel_layer = get_channel_layer()
         self._loop = None
         self._thread = threading.Thread(target=self._run, name=f"reporter-run-{run.pk}", daemon=True)
@@ -80,8 +138,9 @@ class RunReporter:
         return self
 
     def close(self) -> None:
-        """Flush everything reported so far and stop the thread."""
+        """Store, push and log everything reported so far, then stop the thread."""
         self._closing.set()
+        self._queue.put(_CLOSE)
         self._thread.join()
 
     # The background thread.
@@ -90,89 +149,150 @@ class RunReporter:
         self._loop = asyncio.new_event_loop()
         try:
             while True:
-                closing = self._closing.is_set()
-                items = self._drain(timeout=FLUSH_SECONDS)
+                items = self._collect()
                 self._flush(items)
                 self._maybe_check_cancel()
-                if time.monotonic() - self._last_mlflow >= MLFLOW_SECONDS:
+                if self._mlflow_due():
                     self._flush_mlflow()
-                if closing and self._queue.empty() and not self._unsaved:
+                if self._closing.is_set() and self._queue.empty() and not self._has_unsaved():
                     break
-                if closing and self._unsaved:
-                    time.sleep(0.5)
+                if self._failures:
+                    time.sleep(RETRY_SECONDS)
             self._flush_mlflow()
+            self._close_mlflow_child()
         finally:
             self._loop.close()
             connection.close()
 
-    def _drain(self, timeout: float) -> list:
+    def _collect(self) -> list:
+        """Wait for reports, then let them gather until FLUSH_SECONDS after the previous write."""
         items = []
         try:
-            items.append(self._queue.get(timeout=timeout))
+            # Wake up now and then without reports, to notice a cancel and beat the heartbeat.
+            items.append(self._queue.get(timeout=CANCEL_CHECK_SECONDS))
+        except queue.Empty:
+            return items
+        wait = self._last_flush + FLUSH_SECONDS - time.monotonic()
+        if wait > 0 and not self._closing.is_set():
+            time.sleep(wait)
+        try:
             while True:
                 items.append(self._queue.get_nowait())
         except queue.Empty:
             pass
         return items
 
+    def _has_unsaved(self) -> bool:
+        return bool(self._unsaved or self._unsaved_log or self._unsaved_start is not None
+                    or self._progress != self._written_progress)
+
     def _flush(self, items: list) -> None:
-        log_text = ""
-        start_info = None
         for item in items:
             if item[0] == "points":
                 self._add_points(*item[1:])
             elif item[0] == "log":
-                log_text += item[1]
+                self._unsaved_log += item[1]
             elif item[0] == "start":
-                start_info = item[1]
-        progress = self._progress
-        if not self._unsaved and not log_text and start_info is None and progress == self._written_progress:
+                self._unsaved_start = item[1]
+        if not self._has_unsaved():
             return
 
-        fields = {"heartbeat_at": timezone.now(), "epoch": progress[0], "step": progress[1]}
-        if self._unsaved:
-            fields["last_seq"] = self._unsaved[-1].seq
-        if log_text:
-            fields["log"] = Concat("log", Value(log_text))
-        if start_info is not None:
-            fields.update(device=start_info["device"], total_steps=start_info["total_steps"],
-                          total_epochs=start_info["total_epochs"])
-        try:
-            close_old_connections()
-            with transaction.atomic():
-                Metric.objects.bulk_create(self._unsaved)
-                Run.objects.filter(pk=self.run_id).update(**fields)
-        except Exception:
-            # The points stay in _unsaved and are written with the next batch.
-            logger.exception("run %s: writing %d metric points failed; will retry", self.run_id, len(self._unsaved))
+        progress = self._progress
+        start_info = self._unsaved_start
+        self._last_flush = time.monotonic()
+        if not self._write(progress):
+            # Everything stays unsaved and goes with the next attempt.
             return
         saved, self._unsaved = self._unsaved, []
+        self._unsaved_diverged = False
+        self._unsaved_log = ""
+        self._unsaved_start = None
         self._written_progress = progress
+        self._last_heartbeat = self._last_flush
+        # MlflowTracker drops NaN and infinity, so those points live in the database only.
+        self._mlflow_pending.extend((row[2], row[5], row[3], row[7]) for row in saved if row[5] is not None)
         self._push(saved, force_state=start_info is not None)
+
+    def _write(self, progress: tuple[int, int]) -> bool:
+        """Store the unsaved points and the run's progress in one transaction; False when it failed."""
+        heartbeat = Run._meta.get_field("heartbeat_at").get_db_prep_value(timezone.now(), connection)
+        progress_values = [heartbeat, progress[0], progress[1]]
+        if self._unsaved:
+            progress_values.append(self._unsaved[-1][1])
+        progress_values.append(self.run_id)
+
+        rare_fields = {}
+        if self._unsaved_diverged:
+            rare_fields["diverged"] = True
+        if self._unsaved_log:
+            rare_fields["log"] = Concat("log", Value(self._unsaved_log))
+        if self._unsaved_start is not None:
+            info = self._unsaved_start
+            rare_fields.update(device=info["device"], total_steps=info["total_steps"],
+                               total_epochs=info["total_epochs"])
+
+        try:
+            # Plain SQL for what every batch writes: the ORM would cost about
+            # as much per batch as the rest of the flush together.
+            with transaction.atomic(), connection.cursor() as cursor:
+                if self._unsaved:
+                    cursor.executemany(_insert_points_sql(connection.vendor), self._unsaved)
+                cursor.execute(_update_progress_sql(connection.vendor, bool(self._unsaved)), progress_values)
+                if rare_fields:
+                    Run.objects.filter(pk=self.run_id).update(**rare_fields)
+        except IntegrityError:
+            self._failures += 1
+            logger.warning("run %s: %d metric points clash with stored ones (attempt %d); renumbering them",
+                           self.run_id, len(self._unsaved), self._failures, exc_info=True)
+            self._drop_stored_and_renumber()
+            return False
+        except Exception:
+            self._failures += 1
+            logger.exception("run %s: writing %d metric points failed (attempt %d); will retry",
+                             self.run_id, len(self._unsaved), self._failures)
+            # A broken connection is replaced on the next attempt.
+            connection.close()
+            return False
+        self._failures = 0
+        return True
+
+    def _drop_stored_and_renumber(self) -> None:
+        """Drop unsaved points whose (key, step) is stored and number the rest after the highest stored seq.
+
+        A clash means another writer stored points of this run meanwhile: an
+        earlier attempt whose worker was taken for dead but still runs, or a
+        reporter opened without resume on a run that has points.
+        """
+        if not self._unsaved:
+            return
+        steps = [row[3] for row in self._unsaved]
+        stored = set(Metric.objects.filter(run_id=self.run_id, step__gte=min(steps), step__lte=max(steps))
+                     .values_list("key", "step"))
+        last_seq = Metric.objects.filter(run_id=self.run_id).order_by("-seq").values_list("seq", flat=True).first()
+        kept = [row for row in self._unsaved if (row[2], row[3]) not in stored]
+        first_seq = (last_seq or 0) + 1
+        self._unsaved = [(row[0], first_seq + index, *row[2:]) for index, row in enumerate(kept)]
+        self._next_seq = first_seq + len(kept)
 
     def _add_points(self, step: int, epoch: int, metrics: dict, reported_at: float) -> None:
         for key, raw in metrics.items():
             if (key, step) in self._stored:
                 continue
             value, nonfinite = Metric.split_value(float(raw))
-            self._unsaved.append(Metric(run_id=self.run_id, seq=self._next_seq, key=key, step=step, epoch=epoch,
-                                        value=value, nonfinite=nonfinite, reported_at=reported_at))
-            self._next_seq += 1
-            self._mlflow_pending.append((key, float(raw), step, reported_at))
             if nonfinite:
-                Run.objects.filter(pk=self.run_id).update(diverged=True)
+                self._unsaved_diverged = True
+            self._unsaved.append((self.run_id, self._next_seq, key, step, epoch, value, nonfinite, reported_at))
+            self._next_seq += 1
 
-    def _push(self, saved: list[Metric], force_state: bool) -> None:
+    def _push(self, saved: list[tuple], force_state: bool) -> None:
         messages = []
         if saved:
-            points = [events.metric_point(m.seq, m.key, m.step, m.epoch, m.value, m.nonfinite, m.reported_at)
-                      for m in saved]
+            points = [events.metric_point(*row[1:]) for row in saved]
             messages.append((events.run_group(self.run_id), events.metrics_message(points)))
         now = time.monotonic()
-        if force_state or now - self._last_state_push >= 1.0:
+        if force_state or now - self._last_state_push >= STATE_PUSH_SECONDS:
             self._last_state_push = now
-            run = Run.objects.get(pk=self.run_id)
-            state = events.state_message(run)
+            state = events.state_message(Run.objects.get(pk=self.run_id))
             messages.append((events.run_group(self.run_id), state))
             messages.append((events.project_runs_group(self.project_id), state))
         try:
@@ -192,23 +312,55 @@ class RunReporter:
         self._last_cancel_check = now
         try:
             status = Run.objects.filter(pk=self.run_id).values_list("status", flat=True).first()
-        except Exception:
-            logger.exception("run %s: reading the status failed", self.run_id)
-            return
-        if status != RunStatus.RUNNING:
-            self._cancelled.set()
-        elif self._written_progress == self._progress:
-            # Nothing new to write: beat the heartbeat on its own.
-            last = Run.objects.filter(pk=self.run_id).values_list("heartbeat_at", flat=True).first()
-            if last is None or (timezone.now() - last).total_seconds() >= settings.HEARTBEAT_SECONDS:
+            if status != RunStatus.RUNNING:
+                self._cancelled.set()
+            elif now - self._last_heartbeat >= settings.HEARTBEAT_SECONDS:
+                # No batch was written lately (a long validation, say): beat on its own.
                 Run.objects.filter(pk=self.run_id).update(heartbeat_at=timezone.now())
+                self._last_heartbeat = now
+        except Exception:
+            logger.exception("run %s: checking for a cancel failed", self.run_id)
+            connection.close()
+
+    # MLflow, last: it gets points only after they are stored and pushed.
+
+    def _mlflow_due(self) -> bool:
+        elapsed = time.monotonic() - self._last_mlflow
+        if self._mlflow_child:
+            return elapsed >= MLFLOW_CHILD_SECONDS
+        return elapsed >= MLFLOW_SECONDS or len(self._mlflow_pending) >= MLFLOW_CHILD_MIN_POINTS
 
     def _flush_mlflow(self) -> None:
         self._last_mlflow = time.monotonic()
         if not self.tracker or not self._mlflow_pending:
             return
         pending, self._mlflow_pending = self._mlflow_pending, []
+        child = self._mlflow_child_for(len(pending))
         try:
-            self.tracker.log_points(pending)
+            if child is not None:
+                child.log_points(pending)
+            else:
+                self.tracker.log_points(pending)
+        except BrokenPipeError:
+            logger.error("run %s: the MLflow writer process died; logging from this thread again", self.run_id)
+            self._close_mlflow_child()
+            self._mlflow_child = False
+            self._mlflow_pending = pending + self._mlflow_pending
         except Exception:
             logger.exception("run %s: logging %d points to MLflow failed", self.run_id, len(pending))
+
+    def _mlflow_child_for(self, batch_size: int):
+        """Return the MLflow writer process, starting it when this run reports enough points to need one."""
+        if self._mlflow_child is None and batch_size >= MLFLOW_CHILD_MIN_POINTS and not self._closing.is_set():
+            from training.engine.tracking import MlflowTracker
+            from training.mlflow_writer import MlflowWriterProcess
+
+            if isinstance(self.tracker, MlflowTracker) and self.tracker.run_id:
+                self._mlflow_child = MlflowWriterProcess(self.tracker.client.tracking_uri, self.tracker.run_id)
+        return self._mlflow_child or None
+
+    def _close_mlflow_child(self) -> None:
+        if self._mlflow_child:
+            code = self._mlflow_child.close(timeout=MLFLOW_CHILD_CLOSE_SECONDS)
+            if code != 0:
+                logger.error("run %s: the MLflow writer process exited with %s", self.run_id, code)
