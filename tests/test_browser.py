@@ -236,7 +236,9 @@ def test_run_form_follows_chosen_dataset(collected_static, daphne_server, page, 
 
     page.get_by_label("Learning rate (lr)", exact=True).fill("0.02")
     page.get_by_text("Advanced: edit as JSON").click()
-    typed = page.get_by_label("Config as JSON", exact=True).input_value()
-    assert '"lr": 0.02' in typed
+    json_box = page.get_by_label("Config as JSON", exact=True)
+    # The details element's toggle event, which fills the box, fires after the click returns.
+    expect(json_box).to_have_value(re.compile(r'"lr": 0\.02'))
+    typed = json_box.input_value()
     assert '"model": "mlp"' in typed
     assert '"hidden_sizes": [\n    64,\n    32\n  ]' in typed
