@@ -51,8 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--producers", type=int, default=0,
                         help="producer processes sharing the runs (default: one per CPU core, as a worker machine "
                              "trains one run per core)")
-    parser.add_argument("--flush-seconds", type=float, default=None,
-                        help="override training.reporting.FLUSH_SECONDS in the producers, to study the trade-off")
+    parser.add_argument("--flush-interval", type=float, default=None,
+                        help="override training.reporting.FLUSH_INTERVAL_SECONDS in the producers (seconds), "
+                             "to study the trade-off between delay and CPU")
     parser.add_argument("--producer", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -78,8 +79,9 @@ def produce(spec: dict) -> dict:
     from training.models import Run
     from training.reporting import RunReporter
 
-    if spec["flush_seconds"] is not None:
-        reporting.FLUSH_SECONDS = spec["flush_seconds"]
+    if spec["flush_interval"] is not None:
+        reporting.FLUSH_INTERVAL_SECONDS = spec["flush_interval"]
+        reporting.FLUSH_WAIT_SECONDS = max(reporting.FLUSH_WAIT_SECONDS, spec["flush_interval"])
     runs = list(Run.objects.filter(pk__in=spec["run_ids"]))
     reporters = [RunReporter(run) for run in runs]
     pushed_at: dict[str, dict[int, float]] = {str(run.pk): {} for run in runs}
@@ -233,7 +235,7 @@ async def run_clients_and_producers(args, studio_home: Path, port: int, run_ids:
     producers = []
     for number in range(args.producers):
         spec = json.dumps({"run_ids": run_ids[number::args.producers], "rate": args.rate, "seconds": args.seconds,
-                           "phase": number / args.producers, "flush_seconds": args.flush_seconds})
+                           "phase": number / args.producers, "flush_interval": args.flush_interval})
         log_path = studio_home / f"producer-{number}.log"
         process = children.start([sys.executable, "-m", "bench.stream", "--producer", spec], log_path,
                                  stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
@@ -372,7 +374,8 @@ def measure_stack(args, home: Path, studio, children: Children) -> dict:
         "rate_per_run": args.rate,
         "seconds": args.seconds,
         "producers": args.producers,
-        "flush_seconds": args.flush_seconds if args.flush_seconds is not None else reporting.FLUSH_SECONDS,
+        "flush_interval_seconds": (args.flush_interval if args.flush_interval is not None
+                                   else reporting.FLUSH_INTERVAL_SECONDS),
         "load_average": [round(value, 2) for value in os.getloadavg()],
         "quick": args.quick,
     }

@@ -358,28 +358,62 @@ def test_mlflow_gets_finite_points_after_storing(recording_layer, open_reporter,
     assert tracker.unstored_when_logged == 0
 
 
-@pytest.mark.timeout(120)
-def test_busy_run_logs_to_mlflow_from_child(recording_layer, open_reporter, running_run, monkeypatch, tmp_path):
+@pytest.fixture
+def mlflow_tracker(monkeypatch, tmp_path):
+    """A real MlflowTracker on an SQLite store in tmp_path, with its log_points calls recorded."""
     from training.engine.tracking import MlflowTracker
-    from training.mlflow_writer import MlflowWriterProcess
 
-    monkeypatch.setattr(reporting, "MLFLOW_CHILD_MIN_POINTS", 50)
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.setattr(reporting, "MLFLOW_CHILD_MIN_POINTS", 50)
     tracker = MlflowTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "reporting tests")
     tracker.start("busy run", {}, {})
-    logged_here = []
-    monkeypatch.setattr(tracker, "log_points", logged_here.append)
-    reporter = open_reporter(running_run, tracker=tracker)
-    for chunk in range(10):
+    tracker.logged_here = []
+    log_points = tracker.log_points
+
+    def record_and_log(points):
+        tracker.logged_here.extend(points)
+        log_points(points)
+
+    monkeypatch.setattr(tracker, "log_points", record_and_log)
+    return tracker
+
+
+def mlflow_steps(tracker, key: str) -> list[int]:
+    return sorted(metric.step for metric in tracker.client.get_metric_history(tracker.run_id, key))
+
+
+@pytest.mark.timeout(120)
+def test_busy_run_logs_to_mlflow_from_child(recording_layer, open_reporter, running_run, mlflow_tracker):
+    from training.mlflow_writer import MlflowWriterProcess
+
+    reporter = open_reporter(running_run, tracker=mlflow_tracker)
+    report_steps(reporter, range(1, 101))
+    wait_until(lambda: reporter._mlflow_child and reporter._mlflow_child.ready(), 60, "the MLflow writer to start")
+    child = reporter._mlflow_child
+    for chunk in range(2, 10):
         report_steps(reporter, range(chunk * 50 + 1, chunk * 50 + 51))
         time.sleep(0.1)
-    child = reporter._mlflow_child
     reporter.close()
 
     assert isinstance(child, MlflowWriterProcess)
     assert child._process.returncode == 0
-    assert logged_here == []
-    history = tracker.client.get_metric_history(tracker.run_id, "train/loss")
-    assert sorted(metric.step for metric in history) == list(range(1, 501))
-    assert len(tracker.client.get_metric_history(tracker.run_id, "lr")) == 500
+    assert mlflow_tracker.logged_here == []
+    assert mlflow_steps(mlflow_tracker, "train/loss") == list(range(1, 101)) + list(range(101, 501))
+    assert len(mlflow_steps(mlflow_tracker, "lr")) == 500
     assert Metric.objects.filter(run=running_run).count() == 1000
+
+
+@pytest.mark.timeout(120)
+def test_short_run_logs_to_mlflow_itself(recording_layer, open_reporter, running_run, mlflow_tracker):
+    reporter = open_reporter(running_run, tracker=mlflow_tracker)
+    report_steps(reporter, range(1, 101))
+    wait_until(lambda: reporter._mlflow_child, 5, "the MLflow writer to be started", interval=0.02)
+    child = reporter._mlflow_child
+    reporter.close()
+
+    # The run ended before the child had imported MLflow: the child is stopped and nothing is lost.
+    assert child.ready() is False
+    assert child._process.returncode == -9
+    assert len(mlflow_tracker.logged_here) == 200
+    assert mlflow_steps(mlflow_tracker, "train/loss") == list(range(1, 101))
+    assert mlflow_steps(mlflow_tracker, "lr") == list(range(1, 101))

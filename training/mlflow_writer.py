@@ -6,10 +6,12 @@ in the training process, that time is taken from the training loop through
 the GIL, so a RunReporter whose run reports many points hands them to a
 MlflowWriterProcess instead.
 
-Protocol: the parent writes one JSON line per batch to the child's stdin, a
-list of [key, value, step, unix_seconds] points, and closes stdin when it is
-done. The child logs each batch and exits at the end of its input: 0 when
-every batch was logged, 1 when some failed (each failure is logged to stderr).
+Protocol: the child writes "ready" to its stdout once MLflow is imported
+and the run is found, which takes a few seconds. The parent then writes one
+JSON line per batch to the child's stdin, a list of [key, value, step,
+unix_seconds] points, and closes stdin when it is done. The child logs each
+batch and exits at the end of its input: 0 when every batch was logged, 1
+when some failed (each failure is logged to stderr).
 Run it as `python -m training.mlflow_writer TRACKING_URI RUN_ID`.
 """
 
@@ -29,24 +31,49 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class MlflowWriterProcess:
-    """The parent's end: queues batches for the child without ever blocking the caller."""
+    """The parent's end of the child process; log_points never blocks the caller."""
 
     def __init__(self, tracking_uri: str, run_id: str):
         self.run_id = run_id
         env = dict(os.environ)
         # MLflow 3.17 sends usage telemetry to config.mlflow-telemetry.io unless
-        # told not to, and its client waits for that upload when the process
-        # exits, which would hold up close(). An explicit setting is kept.
+        # MLFLOW_DISABLE_TELEMETRY is set. This child has no use for it, but an
+        # explicit setting in the environment is kept.
         env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         self._process = subprocess.Popen(
             [sys.executable, "-m", "training.mlflow_writer", tracking_uri, run_id],
-            stdin=subprocess.PIPE, cwd=ROOT, env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT, env=env,
         )
+        self._started_at = time.monotonic()
+        self._ready = False
+        os.set_blocking(self._process.stdout.fileno(), False)
         self._stdin_fd = self._process.stdin.fileno()
-        # A full pipe (the child is still importing MLflow, or busy) must not
-        # stall the reporter thread: unwritten bytes wait here for the next call.
+        # A full pipe (the child is busy) must not stall the reporter thread:
+        # unwritten bytes wait here for the next call.
         os.set_blocking(self._stdin_fd, False)
         self._unwritten = bytearray()
+
+    def ready(self) -> bool:
+        """Return whether the child has imported MLflow and found the run."""
+        if not self._ready and not self._process.stdout.closed:
+            try:
+                self._ready = b"ready" in (os.read(self._process.stdout.fileno(), 64) or b"")
+            except BlockingIOError:
+                pass
+        return self._ready
+
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
+    def seconds_since_start(self) -> float:
+        return time.monotonic() - self._started_at
+
+    def kill(self) -> None:
+        """Stop the child at once; meant for a child that was never handed any points."""
+        self._process.kill()
+        self._process.wait()
+        self._process.stdin.close()
+        self._process.stdout.close()
 
     def log_points(self, points: list[tuple[str, float, int, float]]) -> None:
         """Queue (key, value, step, unix_seconds) points; raises BrokenPipeError once the child has died."""
@@ -72,7 +99,9 @@ class MlflowWriterProcess:
             logger.error("MLflow writer for run %s died; %d bytes of points were not logged",
                          self.run_id, len(self._unwritten))
         try:
-            return self._process.wait(timeout=timeout)
+            code = self._process.wait(timeout=timeout)
+            self._process.stdout.close()
+            return code
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
@@ -94,6 +123,8 @@ def main(argv: list[str]) -> int:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
+    client.get_run(run_id)
+    print("ready", flush=True)
     failed = 0
     for line_number, line in enumerate(sys.stdin, start=1):
         points = json.loads(line)

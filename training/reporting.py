@@ -1,7 +1,7 @@
 """RunReporter: takes the engine's reports without blocking the training loop.
 
 The loop only puts items on a queue. A background thread writes them in
-batches, at most one batch every FLUSH_SECONDS. Each batch is (1) inserted
+batches, at most one batch every FLUSH_INTERVAL_SECONDS. Each batch is (1) inserted
 into the database, which is the source of truth and numbers the points with
 `seq`, then (2) pushed to the run's channel group. Every MLFLOW_SECONDS the
 stored points are (3) logged to MLflow. The same thread beats the run's
@@ -33,11 +33,14 @@ from training.models import Metric, Run, RunStatus
 
 logger = logging.getLogger(__name__)
 
-# The longest a reported point waits before it is stored and pushed. A batch
-# costs the training loop about the same GIL time whatever its size (an
-# estimated 0.5 ms, from bench/overhead.py on a 2-core machine), so this
-# interval also bounds that cost to about 1.5% of the loop's time.
-FLUSH_SECONDS = 0.04
+# A batch is written when a report arrives at least FLUSH_INTERVAL_SECONDS
+# after the previous write, or when its oldest point has waited
+# FLUSH_WAIT_SECONDS. A batch costs about the same CPU whatever its size
+# (an estimated 1.5 ms of CPU with a websocket client watching, from
+# bench/stream.py on a 2-core machine), so the interval bounds that cost. A run that reports every
+# 20 ms thus has every other point written at once and none waiting over 20 ms.
+FLUSH_INTERVAL_SECONDS = 0.03
+FLUSH_WAIT_SECONDS = 0.04
 # The run's state (progress, ETA) goes to its page and project at most this often.
 STATE_PUSH_SECONDS = 1.0
 MLFLOW_SECONDS = 5.0
@@ -48,6 +51,8 @@ MLFLOW_CHILD_MIN_POINTS = 1000
 # With a child, the thread hands points over this often, so that close() only
 # waits for the child to log the last second's points.
 MLFLOW_CHILD_SECONDS = 1.0
+# How long points wait for a starting MLflow child before this thread logs them itself.
+MLFLOW_CHILD_START_SECONDS = 60
 # How long close() waits for the MLflow child to log what it was given.
 MLFLOW_CHILD_CLOSE_SECONDS = 600
 CANCEL_CHECK_SECONDS = 0.5
@@ -158,23 +163,29 @@ class RunReporter:
                     break
                 if self._failures:
                     time.sleep(RETRY_SECONDS)
-            self._flush_mlflow()
+            self._flush_mlflow(final=True)
             self._close_mlflow_child()
         finally:
             self._loop.close()
             connection.close()
 
     def _collect(self) -> list:
-        """Wait for reports, then let them gather until FLUSH_SECONDS after the previous write."""
+        """Wait for reports and return them once a batch is due (see FLUSH_INTERVAL_SECONDS)."""
         items = []
         try:
             # Wake up now and then without reports, to notice a cancel and beat the heartbeat.
             items.append(self._queue.get(timeout=CANCEL_CHECK_SECONDS))
         except queue.Empty:
             return items
-        wait = self._last_flush + FLUSH_SECONDS - time.monotonic()
-        if wait > 0 and not self._closing.is_set():
-            time.sleep(wait)
+        deadline = time.monotonic() + FLUSH_WAIT_SECONDS
+        while not self._closing.is_set():
+            now = time.monotonic()
+            if now - self._last_flush >= FLUSH_INTERVAL_SECONDS or now >= deadline:
+                break
+            try:
+                items.append(self._queue.get(timeout=deadline - now))
+            except queue.Empty:
+                break
         try:
             while True:
                 items.append(self._queue.get_nowait())
@@ -328,36 +339,64 @@ class RunReporter:
         elapsed = time.monotonic() - self._last_mlflow
         if self._mlflow_child:
             return elapsed >= MLFLOW_CHILD_SECONDS
-        return elapsed >= MLFLOW_SECONDS or len(self._mlflow_pending) >= MLFLOW_CHILD_MIN_POINTS
+        many = self._mlflow_child is None and len(self._mlflow_pending) >= MLFLOW_CHILD_MIN_POINTS
+        return elapsed >= MLFLOW_SECONDS or many
 
-    def _flush_mlflow(self) -> None:
+    def _flush_mlflow(self, final: bool = False) -> None:
+        """Hand the pending points to the MLflow child, or log them from this thread.
+
+        While the child is starting, points wait for it. On the final flush a
+        child that is not ready yet is stopped, and this thread logs
+        everything, because a short run should not wait for MLflow to import.
+        """
         self._last_mlflow = time.monotonic()
         if not self.tracker or not self._mlflow_pending:
             return
+        if self._mlflow_child is None and len(self._mlflow_pending) >= MLFLOW_CHILD_MIN_POINTS and not final:
+            self._start_mlflow_child()
+        child = self._mlflow_child
+        if child:
+            if child.ready():
+                self._hand_to_mlflow_child()
+                return
+            if not final and child.alive() and child.seconds_since_start() < MLFLOW_CHILD_START_SECONDS:
+                return
+            if not final:
+                logger.error("run %s: the MLflow writer process did not start within %.0f s; logging from this "
+                             "thread instead", self.run_id, MLFLOW_CHILD_START_SECONDS)
+            child.kill()
+            self._mlflow_child = False
+
         pending, self._mlflow_pending = self._mlflow_pending, []
-        child = self._mlflow_child_for(len(pending))
         try:
-            if child is not None:
-                child.log_points(pending)
-            else:
-                self.tracker.log_points(pending)
+            self.tracker.log_points(pending)
+        except Exception:
+            logger.exception("run %s: logging %d points to MLflow failed", self.run_id, len(pending))
+
+    def _start_mlflow_child(self) -> None:
+        from training.engine.tracking import MlflowTracker
+        from training.mlflow_writer import MlflowWriterProcess
+
+        if not isinstance(self.tracker, MlflowTracker) or not self.tracker.run_id:
+            self._mlflow_child = False
+            return
+        try:
+            self._mlflow_child = MlflowWriterProcess(self.tracker.client.tracking_uri, self.tracker.run_id)
+        except OSError:
+            logger.exception("run %s: starting the MLflow writer process failed; logging from this thread",
+                             self.run_id)
+            self._mlflow_child = False
+
+    def _hand_to_mlflow_child(self) -> None:
+        pending, self._mlflow_pending = self._mlflow_pending, []
+        try:
+            self._mlflow_child.log_points(pending)
         except BrokenPipeError:
+            # Points the child had not logged yet are lost to MLflow; the database keeps them.
             logger.error("run %s: the MLflow writer process died; logging from this thread again", self.run_id)
             self._close_mlflow_child()
             self._mlflow_child = False
             self._mlflow_pending = pending + self._mlflow_pending
-        except Exception:
-            logger.exception("run %s: logging %d points to MLflow failed", self.run_id, len(pending))
-
-    def _mlflow_child_for(self, batch_size: int):
-        """Return the MLflow writer process, starting it when this run reports enough points to need one."""
-        if self._mlflow_child is None and batch_size >= MLFLOW_CHILD_MIN_POINTS and not self._closing.is_set():
-            from training.engine.tracking import MlflowTracker
-            from training.mlflow_writer import MlflowWriterProcess
-
-            if isinstance(self.tracker, MlflowTracker) and self.tracker.run_id:
-                self._mlflow_child = MlflowWriterProcess(self.tracker.client.tracking_uri, self.tracker.run_id)
-        return self._mlflow_child or None
 
     def _close_mlflow_child(self) -> None:
         if self._mlflow_child:
