@@ -11,6 +11,7 @@ environment through studio.env, which rejects bad values at start-up:
 """
 
 import importlib.util
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -175,6 +176,10 @@ HEARTBEAT_SECONDS = env_int("STUDIO_HEARTBEAT_SECONDS", 5, minimum=1)
 STALE_AFTER_SECONDS = env_int("STUDIO_STALE_AFTER_SECONDS", 60, minimum=3)
 MAX_ATTEMPTS = env_int("STUDIO_MAX_ATTEMPTS", 3, minimum=1)
 
+# MLflow 3.17 uploads usage telemetry unless told not to. The studio's
+# processes and the MLflow server that `studio up` starts inherit this; an
+# explicit setting in the environment is kept.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 MLFLOW_TRACKING_URI = env_str("MLFLOW_TRACKING_URI") or f"sqlite:///{STUDIO_HOME / 'mlflow.db'}"
 # The MLflow UI that run pages link to; `studio up` serves one on port + 1.
 MLFLOW_UI_URL = env_str("MLFLOW_UI_URL")
