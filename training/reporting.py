@@ -178,14 +178,17 @@ class RunReporter:
         except queue.Empty:
             return items
         deadline = time.monotonic() + FLUSH_WAIT_SECONDS
-        while not self._closing.is_set():
-            now = time.monotonic()
-            if now - self._last_flush >= FLUSH_INTERVAL_SECONDS or now >= deadline:
-                break
-            try:
-                items.append(self._queue.get(timeout=deadline - now))
-            except queue.Empty:
-                break
+        too_soon = self._last_flush + FLUSH_INTERVAL_SECONDS - time.monotonic()
+        if too_soon > 0 and not self._closing.is_set():
+            # Sleep rather than wake up at each report: a fast loop reports
+            # every few milliseconds, and each wake-up takes CPU from it.
+            time.sleep(too_soon)
+            if self._queue.empty() and not self._closing.is_set():
+                # A sparse reporter: the next report or the deadline starts the batch.
+                try:
+                    items.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                except queue.Empty:
+                    pass
         try:
             while True:
                 items.append(self._queue.get_nowait())
