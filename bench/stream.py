@@ -198,6 +198,8 @@ class Watcher:
         # Filled in from the producers' output once they are done.
         self.pushed_at: dict[int, float] = {}
         self.connected = asyncio.Event()
+        # Why the server ended the connection, when it did before the client closed it.
+        self.closed_by_server = ""
         self.expected: int | None = None
         self.complete = asyncio.Event()
 
@@ -217,6 +219,9 @@ class Watcher:
                     self.delays.append(received_at - point["t"])
                     self.received_at[point["seq"]] = received_at
                 self.check_complete()
+            self.closed_by_server = f"code {socket_.close_code} {socket_.close_reason!r}".strip()
+            log(f"run {self.run_id}: the server closed the websocket ({self.closed_by_server}) "
+                f"after {len(self.seqs)} points")
 
     def check_complete(self) -> None:
         if self.expected is not None and len(self.seqs) >= self.expected:
@@ -356,6 +361,8 @@ def measure_stack(args, home: Path, studio, children: Children) -> dict:
     delays_ms = [1000 * delay for watcher in watchers for delay in watcher.delays]
     if not delays_ms:
         raise RuntimeError(f"no client received any point; daphne's log:\n{daphne_log.read_text()[-3000:]}")
+    if any(watcher.closed_by_server for watcher in watchers):
+        log(f"daphne's log:\n{daphne_log.read_text()[-5000:]}")
     reporter_ms, delivery_ms = split_delays(watchers)
     result = {
         "stream_p50_ms": round(statistics.median(delays_ms), 2),
@@ -369,6 +376,7 @@ def measure_stack(args, home: Path, studio, children: Children) -> dict:
         "delivery_p99_ms": round(percentile(delivery_ms, 0.99), 2),
         "points_reported": sum(reported.values()),
         "points_received": sum(len(watcher.seqs) for watcher in watchers),
+        "sockets_closed_by_server": sum(1 for watcher in watchers if watcher.closed_by_server),
         "runs": args.runs,
         "clients": len(watchers),
         "rate_per_run": args.rate,

@@ -306,7 +306,8 @@ class RunReporter:
         now = time.monotonic()
         if force_state or now - self._last_state_push >= STATE_PUSH_SECONDS:
             self._last_state_push = now
-            state = events.state_message(Run.objects.get(pk=self.run_id))
+            # The log grows all run long and the state message does not carry it.
+            state = events.state_message(Run.objects.defer("log").get(pk=self.run_id))
             messages.append((events.run_group(self.run_id), state))
             messages.append((events.project_runs_group(self.project_id), state))
         try:
