@@ -21,6 +21,10 @@ from django.core.management.base import CommandError
 logger = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
+# Set in every child's environment to the tree's working directory (the data
+# folder) and so inherited by all they fork: it finds what a killed supervisor
+# left behind.
+TREE_MARKER = "STUDIO_UP_HOME"
 
 
 @dataclass
@@ -63,6 +67,27 @@ def _die_with_parent() -> None:
         pass
 
 
+def kill_leftover_processes(home: str) -> int:
+    """SIGKILL the processes that an earlier tree for data folder `home` left running; returns how many.
+
+    When the supervisor is killed with SIGKILL, its children get SIGTERM
+    through PR_SET_PDEATHSIG, but what they forked does not, e.g. the Celery
+    beat process of a worker that was still starting. The caller holds the data
+    folder's lock, so no live tree for `home` owns these processes.
+    """
+    import psutil
+
+    killed = 0
+    for process in psutil.process_iter():
+        try:
+            if process.pid != os.getpid() and process.environ().get(TREE_MARKER) == home:
+                process.kill()
+                killed += 1
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return killed
+
+
 class ProcessTree:
     def __init__(self, children: list[Child], cwd: str, stop_timeout: float = 15.0):
         self.children = children
@@ -79,7 +104,7 @@ class ProcessTree:
         for child in self.children:
             try:
                 child.process = subprocess.Popen(
-                    child.argv, cwd=self.cwd, env={**os.environ, **child.env},
+                    child.argv, cwd=self.cwd, env={**os.environ, **child.env, TREE_MARKER: self.cwd},
                     start_new_session=True, preexec_fn=preexec,
                 )
             except OSError as exc:

@@ -20,7 +20,7 @@ from pathlib import Path
 from django.core.management.base import CommandError
 
 from studio import preflight, servers
-from studio.supervisor import Child, ProcessTree
+from studio.supervisor import Child, ProcessTree, kill_leftover_processes
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Seconds to wait for Daphne to accept connections before giving up.
@@ -177,6 +177,10 @@ def run_up(options: UpOptions) -> int:
 
     with ExitStack() as stack:
         lock_data_folder(home, stack)
+        leftovers = kill_leftover_processes(str(home))
+        if leftovers:
+            noun = "process" if leftovers == 1 else "processes"
+            print(f"Stopped {leftovers} {noun} that an earlier, killed `studio up` left running.", flush=True)
         start_redis(home, stack)
         preflight.setup_django()
         admin_created = prepare_database()

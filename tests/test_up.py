@@ -1,8 +1,11 @@
 """`studio up` end to end: a fresh data folder, no REDIS_URL or DATABASE_URL, then Ctrl-C."""
 
 import json
+import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -149,6 +152,8 @@ def test_up_recovers_after_sigkill(tmp_path):
     home = tmp_path / "home"
 
     with studio_up(home, free_port(), "--no-mlflow") as first:
+        # Celery forks its pool and beat processes while it starts up.
+        wait_for(lambda: "ready." in first.log, 30, "the Celery worker", first)
         children = psutil.Process(first.process.pid).children(recursive=True)
         leftover_redis = embedded_redis_pid(home)
         first.process.kill()
@@ -165,3 +170,27 @@ def test_up_recovers_after_sigkill(tmp_path):
         assert "shutting down the embedded Redis left running at" in second.log
         assert is_gone(leftover_redis)
         assert embedded_redis_pid(home) != leftover_redis
+
+
+def test_up_kills_processes_left_by_a_killed_studio(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    # A stand-in for a Celery beat process whose supervisor and parent were killed.
+    env = {**os.environ, "STUDIO_UP_HOME": str(home.resolve())}
+    leftover = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], env=env,
+                                start_new_session=True)
+    unrelated = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+    try:
+        # An unreachable REDIS_URL stops studio up right after the clean-up.
+        result = run_studio(["up", "--port", str(free_port())], home, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+        leftover_code = leftover.wait(timeout=10)
+        assert unrelated.poll() is None
+    finally:
+        unrelated.kill()
+        unrelated.wait()
+        leftover.kill()
+        leftover.wait()
+
+    assert "Stopped 1 process that an earlier, killed `studio up` left running." in result.stdout
+    assert leftover_code == -signal.SIGKILL
+    assert result.returncode == 1
