@@ -1,11 +1,12 @@
 """RunReporter: takes the engine's reports without blocking the training loop.
 
 The loop only puts items on a queue. A background thread writes them in
-batches, at most one batch every FLUSH_INTERVAL_SECONDS. Each batch is (1) inserted
-into the database, which is the source of truth and numbers the points with
-`seq`, then (2) pushed to the run's channel group. Every MLFLOW_SECONDS the
-stored points are (3) logged to MLflow. The same thread beats the run's
-heartbeat and notices an operator's cancel.
+batches, at most one batch every FLUSH_INTERVAL_SECONDS. Each batch is (1)
+inserted into the database, which is the source of truth and numbers the
+points with `seq`, then (2) pushed to the run's channel group. Stored points
+are (3) logged to MLflow every MLFLOW_SECONDS, or handed every
+MLFLOW_CHILD_SECONDS to a child process that logs them. The same thread
+beats the run's heartbeat and notices an operator's cancel.
 
 The thread shares the training process's GIL, and each of its Python
 instructions delays the training loop by about as long (bench/overhead.py
@@ -36,9 +37,10 @@ logger = logging.getLogger(__name__)
 # A batch is written when a report arrives at least FLUSH_INTERVAL_SECONDS
 # after the previous write, or when its oldest point has waited
 # FLUSH_WAIT_SECONDS. A batch costs about the same CPU whatever its size
-# (an estimated 1.5 ms of CPU with a websocket client watching, from
-# bench/stream.py on a 2-core machine), so the interval bounds that cost. A run that reports every
-# 20 ms thus has every other point written at once and none waiting over 20 ms.
+# (about 1.3 ms with a websocket client watching, measured with
+# bench/stream.py on a 2-core machine), so the interval bounds that cost. A
+# run that reports every 20 ms has every other point written at once and
+# none waiting over 20 ms.
 FLUSH_INTERVAL_SECONDS = 0.03
 FLUSH_WAIT_SECONDS = 0.04
 # The run's state (progress, ETA) goes to its page and project at most this often.
