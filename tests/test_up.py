@@ -194,3 +194,24 @@ def test_up_kills_processes_left_by_a_killed_studio(tmp_path):
     assert "Stopped 1 process that an earlier, killed `studio up` left running." in result.stdout
     assert leftover_code == -signal.SIGKILL
     assert result.returncode == 1
+
+
+def test_embedded_redis_stops_with_a_client_connected(tmp_path):
+    import redis
+
+    from studio.embedded_redis import EmbeddedRedis
+
+    embedded = EmbeddedRedis(tmp_path)
+    url = embedded.start()
+    pid = embedded_redis_pid(tmp_path)
+    socket_dir = embedded.socket_dir
+    client = redis.Redis.from_url(url)
+    client.set("queued", "1")
+
+    embedded.stop()
+
+    assert is_gone(pid)
+    assert not (tmp_path / "redis.db.settings").exists()
+    assert not socket_dir.exists()
+    assert (tmp_path / "redis.db").exists()
+    client.close()
