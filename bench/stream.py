@@ -204,11 +204,19 @@ class Watcher:
         self.complete = asyncio.Event()
 
     async def watch(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            await self._receive()
+        except ConnectionClosed as closed:
+            self.closed_by_server = str(closed)
+            log(f"run {self.run_id}: the websocket closed ({closed}) after {len(self.seqs)} points")
+
+    async def _receive(self) -> None:
         from websockets.asyncio.client import connect
 
         async with connect(self.url, origin=self.origin, proxy=None, max_size=None, open_timeout=30) as socket_:
             self.connected.set()
-            self.socket = socket_
             async for raw in socket_:
                 received_at = time.time()
                 message = json.loads(raw)
@@ -219,7 +227,7 @@ class Watcher:
                     self.delays.append(received_at - point["t"])
                     self.received_at[point["seq"]] = received_at
                 self.check_complete()
-            self.closed_by_server = f"code {socket_.close_code} {socket_.close_reason!r}".strip()
+            self.closed_by_server = f"code {socket_.close_code} {socket_.close_reason!r}"
             log(f"run {self.run_id}: the server closed the websocket ({self.closed_by_server}) "
                 f"after {len(self.seqs)} points")
 
