@@ -160,3 +160,26 @@ def test_cuda_request_without_gpu_fails_clearly(wine, tmp_path):
         pytest.skip("this machine has CUDA")
     with pytest.raises(RuntimeError, match="device 'cuda' was requested but this worker has no CUDA device"):
         train(parse_config({"device": "cuda"}), *wine, tmp_path)
+
+
+class _FlushRecorder(NullReporter):
+    """Notes, at each flush, which epoch the checkpoint on disk had reached."""
+
+    def __init__(self, checkpoint_path):
+        super().__init__()
+        self.checkpoint_path = checkpoint_path
+        self.checkpoint_epoch_at_flush = []
+
+    def flush(self):
+        saved_epoch = None
+        if self.checkpoint_path.exists():
+            saved_epoch = torch.load(self.checkpoint_path, weights_only=True)["epoch"]
+        self.checkpoint_epoch_at_flush.append(saved_epoch)
+
+
+def test_points_flushed_before_each_checkpoint(wine, tmp_path):
+    reporter = _FlushRecorder(tmp_path / CHECKPOINT_NAME)
+
+    train(parse_config({"epochs": 3}), *wine, tmp_path, reporter)
+
+    assert reporter.checkpoint_epoch_at_flush == [None, 1, 2]

@@ -417,3 +417,37 @@ def test_short_run_logs_to_mlflow_itself(recording_layer, open_reporter, running
     assert len(mlflow_tracker.logged_here) == 200
     assert mlflow_steps(mlflow_tracker, "train/loss") == list(range(1, 101))
     assert mlflow_steps(mlflow_tracker, "lr") == list(range(1, 101))
+
+
+def test_flush_returns_once_points_are_stored(recording_layer, running_run, open_reporter):
+    reporter = open_reporter(running_run)
+    for step in range(1, 201):
+        reporter.report(step, 1, {"train/loss": 1.0 / step, "lr": 0.01}, time.time())
+
+    reporter.flush()
+
+    assert Metric.objects.filter(run=running_run).count() == 400
+    running_run.refresh_from_db()
+    assert running_run.last_seq == 400
+    reporter.close()
+
+
+def test_flush_waits_out_a_failed_write(recording_layer, running_run, open_reporter, fast_retries, monkeypatch):
+    failures = {"left": 2}
+    real_executemany = CursorWrapper.executemany
+
+    def failing_executemany(self, sql, param_list):
+        if failures["left"] and "INSERT" in sql:
+            failures["left"] -= 1
+            raise OperationalError("database is locked")
+        return real_executemany(self, sql, param_list)
+
+    monkeypatch.setattr(CursorWrapper, "executemany", failing_executemany)
+    reporter = open_reporter(running_run)
+    reporter.report(1, 1, {"train/loss": 0.5}, time.time())
+
+    reporter.flush()
+
+    assert failures["left"] == 0
+    assert list(Metric.objects.filter(run=running_run).values_list("key", "step")) == [("train/loss", 1)]
+    reporter.close()

@@ -58,6 +58,8 @@ MLFLOW_CHILD_START_SECONDS = 60
 # How long close() waits for the MLflow child to log what it was given.
 MLFLOW_CHILD_CLOSE_SECONDS = 600
 CANCEL_CHECK_SECONDS = 0.5
+# How long flush() waits for the database before the loop goes on without it.
+FLUSH_TIMEOUT_SECONDS = 120
 # Pause between attempts after a database write failed.
 RETRY_SECONDS = 0.5
 
@@ -104,6 +106,8 @@ class RunReporter:
         self._unsaved_diverged = False
         self._unsaved_log = ""
         self._unsaved_start: dict | None = None
+        # Events of flush() calls, set once everything before them is stored.
+        self._flush_waiters: list[threading.Event] = []
         self._mlflow_pending: list[tuple[str, float, int, float]] = []
         self._mlflow_child = None
 
@@ -135,6 +139,14 @@ class RunReporter:
 
     def stop_requested(self) -> bool:
         return self._cancelled.is_set()
+
+    def flush(self) -> None:
+        """Block until every point reported so far is stored (see Reporter.flush)."""
+        stored = threading.Event()
+        self._queue.put(("flush", stored))
+        if not stored.wait(timeout=FLUSH_TIMEOUT_SECONDS):
+            logger.warning("run %s: points not stored after %s s; checkpointing anyway",
+                           self.run_id, FLUSH_TIMEOUT_SECONDS)
 
     # Lifecycle, called by the runner.
 
@@ -210,7 +222,10 @@ class RunReporter:
                 self._unsaved_log += item[1]
             elif item[0] == "start":
                 self._unsaved_start = item[1]
+            elif item[0] == "flush":
+                self._flush_waiters.append(item[1])
         if not self._has_unsaved():
+            self._release_flush_waiters()
             return
 
         progress = self._progress
@@ -225,9 +240,15 @@ class RunReporter:
         self._unsaved_start = None
         self._written_progress = progress
         self._last_heartbeat = self._last_flush
+        self._release_flush_waiters()
         # MlflowTracker drops NaN and infinity, so those points live in the database only.
         self._mlflow_pending.extend((row[2], row[5], row[3], row[7]) for row in saved if row[5] is not None)
         self._push(saved, force_state=start_info is not None)
+
+    def _release_flush_waiters(self) -> None:
+        for waiter in self._flush_waiters:
+            waiter.set()
+        self._flush_waiters = []
 
     def _write(self, progress: tuple[int, int]) -> bool:
         """Store the unsaved points and the run's progress in one transaction; False when it failed."""

@@ -298,6 +298,8 @@ def train(config: RunConfig, x: np.ndarray, y: np.ndarray, checkpoint_dir: Path,
             }, model_path)
         else:
             epochs_without_improvement += 1
+        # A worker killed after this checkpoint resumes after it, so the points before it must be stored first.
+        reporter.flush()
         _save_atomic({
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(), "epoch": epoch, "step": step, "best_val_loss": best_val_loss,

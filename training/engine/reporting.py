@@ -22,6 +22,13 @@ class Reporter(Protocol):
 
     def stop_requested(self) -> bool: ...
 
+    def flush(self) -> None:
+        """Block until everything reported so far is stored.
+
+        The loop calls this before it writes a checkpoint, so a run resumed
+        from that checkpoint never lacks the points of the steps before it.
+        """
+
 
 class NullReporter:
     """A Reporter that keeps the metrics in memory, for the CLI, tests and the bench."""
@@ -46,3 +53,6 @@ class NullReporter:
 
     def stop_requested(self) -> bool:
         return False
+
+    def flush(self) -> None:
+        pass
