@@ -19,19 +19,7 @@
   // run id -> {duration, receivedAt} of running runs, so their duration ticks between messages.
   const running = new Map();
 
-  function sig4(value) {
-    if (Number.isInteger(value)) return String(value);
-    return String(Number(value.toPrecision(4)));
-  }
-
-  function clock(seconds) {
-    if (seconds === null || seconds === undefined) return "–";
-    const total = Math.round(seconds);
-    const hours = Math.floor(total / 3600);
-    const minutes = Math.floor((total % 3600) / 60);
-    const secs = String(total % 60).padStart(2, "0");
-    return hours ? `${hours}:${String(minutes).padStart(2, "0")}:${secs}` : `${minutes}:${secs}`;
-  }
+  const { sig4, clock } = window.StudioFormat;
 
   function rowOf(runId) {
     return tbody.querySelector(`tr[data-run-id="${runId}"]`);

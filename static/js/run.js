@@ -21,20 +21,7 @@
 
   // ---- Numbers ------------------------------------------------------------
 
-  function sig4(value) {
-    if (value === null || value === undefined) return "–";
-    if (Number.isInteger(value)) return String(value);
-    return String(Number(value.toPrecision(4)));
-  }
-
-  function clock(seconds) {
-    if (seconds === null || seconds === undefined) return "–";
-    const total = Math.round(seconds);
-    const hours = Math.floor(total / 3600);
-    const minutes = Math.floor((total % 3600) / 60);
-    const secs = String(total % 60).padStart(2, "0");
-    return hours ? `${hours}:${String(minutes).padStart(2, "0")}:${secs}` : `${minutes}:${secs}`;
-  }
+  const { sig4, clock } = window.StudioFormat;
 
   function fill(template, values) {
     return template.replace(/%\((\w+)\)s/g, (match, name) => (name in values ? values[name] : match));
