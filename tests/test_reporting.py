@@ -451,3 +451,20 @@ def test_flush_waits_out_a_failed_write(recording_layer, running_run, open_repor
     assert failures["left"] == 0
     assert list(Metric.objects.filter(run=running_run).values_list("key", "step")) == [("train/loss", 1)]
     reporter.close()
+
+
+def test_flush_skips_batch_interval(recording_layer, running_run, open_reporter, monkeypatch):
+    monkeypatch.setattr(reporting, "FLUSH_INTERVAL_SECONDS", 3.0)
+    monkeypatch.setattr(reporting, "FLUSH_WAIT_SECONDS", 3.0)
+    reporter = open_reporter(running_run)
+    reporter.report(1, 1, {"train/loss": 0.5}, time.time())
+    wait_until(lambda: Metric.objects.filter(run=running_run).count() == 1, 2.0, "the first point", interval=0.02)
+
+    # The next batch is not due for 3 s, but a flush() caller waits for it.
+    reporter.report(2, 1, {"train/loss": 0.4}, time.time())
+    started = time.monotonic()
+    reporter.flush()
+    waited = time.monotonic() - started
+
+    assert waited < 1.0
+    assert Metric.objects.filter(run=running_run).count() == 2

@@ -92,6 +92,8 @@ class RunReporter:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._closing = threading.Event()
         self._cancelled = threading.Event()
+        # Set by flush() and close(), whose callers wait: the next batch is written at once.
+        self._urgent = threading.Event()
 
         self._progress = (run.epoch, run.step)
         self._written_progress = None
@@ -144,6 +146,7 @@ class RunReporter:
         """Block until every point reported so far is stored (see Reporter.flush)."""
         stored = threading.Event()
         self._queue.put(("flush", stored))
+        self._urgent.set()
         if not stored.wait(timeout=FLUSH_TIMEOUT_SECONDS):
             logger.warning("run %s: points not stored after %s s; checkpointing anyway",
                            self.run_id, FLUSH_TIMEOUT_SECONDS)
@@ -160,6 +163,7 @@ class RunReporter:
         """Store, push and log everything reported so far, then stop the thread."""
         self._closing.set()
         self._queue.put(_CLOSE)
+        self._urgent.set()
         self._thread.join()
 
     # The background thread.
@@ -193,16 +197,19 @@ class RunReporter:
             return items
         deadline = time.monotonic() + FLUSH_WAIT_SECONDS
         too_soon = self._last_flush + FLUSH_INTERVAL_SECONDS - time.monotonic()
-        if too_soon > 0 and not self._closing.is_set():
+        if too_soon > 0 and not self._urgent.is_set():
             # Sleep rather than wake up at each report: a fast loop reports
             # every few milliseconds, and each wake-up takes CPU from it.
-            time.sleep(too_soon)
-            if self._queue.empty() and not self._closing.is_set():
+            self._urgent.wait(too_soon)
+            if self._queue.empty() and not self._urgent.is_set():
                 # A sparse reporter: the next report or the deadline starts the batch.
                 try:
                     items.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
                 except queue.Empty:
                     pass
+        if not self._closing.is_set():
+            # Cleared before draining, so a flush() queued from now on sets it again.
+            self._urgent.clear()
         try:
             while True:
                 items.append(self._queue.get_nowait())
