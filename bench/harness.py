@@ -42,6 +42,24 @@ def _local_redis_reachable() -> bool:
         return False
 
 
+def others_cpu_seconds() -> float:
+    """Return the CPU seconds used since boot by processes other than this one and its reaped children.
+
+    Reads /proc/stat (Linux); 0.0 elsewhere. The difference over a measurement
+    tells how busy the rest of the machine was. Processes this one only talks
+    to, such as the machine's Redis server, count as others.
+    """
+    try:
+        with open("/proc/stat") as stats:
+            fields = [int(value) for value in stats.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    machine = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    own = os.times()
+    return machine - (own.user + own.system + own.children_user + own.children_system)
+
+
 @dataclass
 class Studio:
     home: Path

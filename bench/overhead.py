@@ -10,6 +10,9 @@ object:
 
     {"ratio": engine/bare, "bare_seconds": ..., "engine_seconds": ..., "steps": ..., "points_stored": ...}
 
+where the seconds are the median of one training's wall time on each side
+and the ratio is theirs; "ratio_of_totals" compares the sums.
+
 Usage: python -m bench.overhead [--quick] [--rounds N] [--threads N] [--epochs N] ...
 """
 
@@ -17,6 +20,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -26,7 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import create_digits_project, log, open_studio, runqueue_wait_seconds, start_run  # noqa: E402
+from bench.harness import (  # noqa: E402
+    create_digits_project, log, open_studio, others_cpu_seconds, runqueue_wait_seconds, start_run,
+)
 
 # Redis database number for this benchmark on the machine's server; it is flushed before and after.
 REDIS_DB_NUMBER = 12
@@ -118,6 +124,7 @@ class EngineTrainer:
         reporter = RunReporter(run, tracker=tracker).open()
 
         waited = runqueue_wait_seconds()
+        others = others_cpu_seconds()
         started = time.perf_counter()
         result = train(config, x, y, run.checkpoint_dir(), reporter)
         trained = time.perf_counter()
@@ -125,6 +132,7 @@ class EngineTrainer:
         seconds = time.perf_counter() - started
         close_seconds = time.perf_counter() - trained
         cpu_wait = runqueue_wait_seconds() - waited
+        others = others_cpu_seconds() - others
 
         tracker.end("FINISHED")
         services.finish_run(run.pk, RunStatus.SUCCEEDED, summary=result.summary)
@@ -132,7 +140,8 @@ class EngineTrainer:
             raise RuntimeError(f"the engine's training ended {result.status}: {result.reason}")
         stored = Metric.objects.filter(run_id=run.pk).count()
         mlflow_losses = len(tracker.client.get_metric_history(tracker.run_id, "train/loss"))
-        return {"seconds": seconds, "close_seconds": close_seconds, "cpu_wait": cpu_wait, "steps": result.steps,
+        return {"seconds": seconds, "close_seconds": close_seconds, "cpu_wait": cpu_wait, "others_cpu": others,
+                "steps": result.steps,
                 "points_stored": stored, "mlflow_loss_points": mlflow_losses}
 
 
@@ -157,18 +166,21 @@ def measure(args) -> dict:
         try:
             project, dataset = create_digits_project(Path(home))
             engine = EngineTrainer(studio, project, dataset)
-            bare_seconds, bare_waits, engine_runs = [], [], []
+            bare_seconds, bare_waits, bare_others, engine_runs = [], [], [], []
 
             # Untimed: the first training in a process pays for torch's lazy set-up.
             train_bare(parse_config({**config.to_dict(), "epochs": 1}), x[:1000], y[:1000])
 
             def run_bare():
                 waited = runqueue_wait_seconds()
+                others = others_cpu_seconds()
                 started = time.perf_counter()
                 steps = train_bare(config, x, y)
                 bare_seconds.append(time.perf_counter() - started)
                 bare_waits.append(runqueue_wait_seconds() - waited)
-                log(f"bare:   {bare_seconds[-1]:.2f} s, {steps} steps, {bare_waits[-1]:.2f} s waiting for a CPU")
+                bare_others.append(others_cpu_seconds() - others)
+                log(f"bare:   {bare_seconds[-1]:.2f} s, {steps} steps, {bare_waits[-1]:.2f} s waiting for a CPU, "
+                    f"other processes used {bare_others[-1]:.1f} s of CPU")
                 return steps
 
             def run_engine():
@@ -176,7 +188,8 @@ def measure(args) -> dict:
                 measured = engine_runs[-1]
                 log(f"engine: {measured['seconds']:.2f} s ({measured['close_seconds']:.3f} s flushing at the end), "
                     f"{measured['steps']} steps, {measured['points_stored']} points stored, "
-                    f"{measured['cpu_wait']:.2f} s waiting for a CPU")
+                    f"{measured['cpu_wait']:.2f} s waiting for a CPU, other processes used "
+                    f"{measured['others_cpu']:.1f} s of CPU")
 
             for round_number in range(args.rounds):
                 if round_number % 2 == 0:
@@ -192,19 +205,23 @@ def measure(args) -> dict:
     wrong_counts = [run["points_stored"] for run in engine_runs if run["points_stored"] != expected]
     if wrong_counts:
         raise RuntimeError(f"expected {expected} points stored per engine run, got {wrong_counts}")
-    bare_total = sum(bare_seconds)
-    engine_total = sum(run["seconds"] for run in engine_runs)
+    engine_seconds = [run["seconds"] for run in engine_runs]
+    bare_total, engine_total = sum(bare_seconds), sum(engine_seconds)
     bare_busy = bare_total - sum(bare_waits)
     engine_busy = engine_total - sum(run["cpu_wait"] for run in engine_runs)
+    # Medians, because on a shared machine one training in a few can be hit
+    # by another process; the ratio of totals is given too.
+    bare_median, engine_median = statistics.median(bare_seconds), statistics.median(engine_seconds)
     return {
-        "ratio": round(engine_total / bare_total, 4),
-        "bare_seconds": round(bare_total, 3),
-        "engine_seconds": round(engine_total, 3),
+        "ratio": round(engine_median / bare_median, 4),
+        "bare_seconds": round(bare_median, 3),
+        "engine_seconds": round(engine_median, 3),
         "steps": steps,
         "points_stored": engine_runs[-1]["points_stored"],
         "rounds": args.rounds,
+        "ratio_of_totals": round(engine_total / bare_total, 4),
         "bare_each": [round(s, 3) for s in bare_seconds],
-        "engine_each": [round(run["seconds"], 3) for run in engine_runs],
+        "engine_each": [round(seconds, 3) for seconds in engine_seconds],
         "engine_close_seconds": [round(run["close_seconds"], 3) for run in engine_runs],
         "mlflow_loss_points": engine_runs[-1]["mlflow_loss_points"],
         "ms_per_step_bare": round(1000 * bare_total / (steps * args.rounds), 3),
@@ -213,6 +230,10 @@ def measure(args) -> dict:
         "ratio_without_cpu_wait": round(engine_busy / bare_busy, 4),
         "cpu_wait_seconds": {"bare": round(sum(bare_waits), 3),
                              "engine": round(sum(run["cpu_wait"] for run in engine_runs), 3)},
+        # CPU seconds that other processes (other users' jobs, but also the
+        # machine's Redis serving this benchmark) used during each training.
+        "others_cpu_seconds": {"bare": [round(value, 1) for value in bare_others],
+                               "engine": [round(run["others_cpu"], 1) for run in engine_runs]},
         "load_average": [round(value, 2) for value in os.getloadavg()],
         "torch_threads": args.threads,
         "quick": args.quick,
