@@ -9,6 +9,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ MODEL_NAME = "model.pt"
 
 @dataclass
 class TrainingResult:
-    # "succeeded", "cancelled" or "diverged".
+    # "succeeded", "cancelled", "diverged" or "pruned".
     status: str
     epochs_completed: int
     steps: int
@@ -192,9 +193,31 @@ def _finite(value: float) -> bool:
     return math.isfinite(value)
 
 
+def measure_latency_ms(model: nn.Module, input_shape: list[int], repeats: int = 30) -> float:
+    """Return the median time in milliseconds of one single-example forward pass on the CPU."""
+    model = model.to("cpu").eval()
+    example = torch.zeros(1, *input_shape)
+    timings = []
+    with torch.inference_mode():
+        for index in range(repeats + 5):
+            started = time.perf_counter()
+            model(example)
+            if index >= 5:
+                timings.append(time.perf_counter() - started)
+    return float(np.median(timings) * 1000)
+
+
+# Called after each epoch's validation with (epoch, epoch metrics); a returned
+# string stops training there as "pruned", with the string as the reason.
+EpochHook = Callable[[int, dict[str, float]], str | None]
+
+
 def train(config: RunConfig, x: np.ndarray, y: np.ndarray, checkpoint_dir: Path,
-          reporter: Reporter | None = None) -> TrainingResult:
-    """Train a network on (x, y) as `config` says, reporting every step and epoch to `reporter`."""
+          reporter: Reporter | None = None, on_epoch: EpochHook | None = None) -> TrainingResult:
+    """Train a network on (x, y) as `config` says, reporting every step and epoch to `reporter`.
+
+    `on_epoch` lets a hyper-parameter search prune the run after an epoch.
+    """
     reporter = reporter or NullReporter()
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -308,6 +331,11 @@ def train(config: RunConfig, x: np.ndarray, y: np.ndarray, checkpoint_dir: Path,
         }, checkpoint_path)
         summary_line = ", ".join(f"{key} {value:.4g}" for key, value in epoch_metrics.items())
         reporter.log(f"epoch {epoch}/{config.epochs}: {summary_line}")
+        if on_epoch is not None:
+            pruned = on_epoch(epoch, epoch_metrics)
+            if pruned:
+                reporter.log(f"pruned: {pruned}")
+                return TrainingResult("pruned", epoch, step, reason=pruned)
         if config.early_stopping_patience and epochs_without_improvement >= config.early_stopping_patience:
             reporter.log(f"early stopping: no better val/loss for {epochs_without_improvement} epochs")
             break
@@ -318,7 +346,9 @@ def train(config: RunConfig, x: np.ndarray, y: np.ndarray, checkpoint_dir: Path,
     best_model, saved = load_model(model_path)
     best_model.to(device)
     val_metrics, predictions = evaluate(best_model, data, config, device)
-    summary = {**val_metrics, "best_epoch": saved["epoch"], "epochs": epoch, "steps": step}
+    summary = {**val_metrics, "best_epoch": saved["epoch"], "epochs": epoch, "steps": step,
+               "model/parameters": parameters,
+               "model/latency_ms": measure_latency_ms(best_model, data.input_shape)}
     matrix = []
     if config.task == "classification":
         from sklearn.metrics import confusion_matrix

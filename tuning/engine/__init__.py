@@ -1,0 +1,1 @@
+"""Hyper-parameter search without Django: search spaces, objectives, samplers, pruners, storage."""
