@@ -27,7 +27,7 @@ DEMO_CONFIG = {
 }
 # The demo fails below this validation accuracy; this CNN reaches about 0.98 on digits.
 MIN_ACCURACY = 0.95
-FINISHED = {"succeeded", "failed", "cancelled"}
+FINISHED = {"succeeded", "failed", "cancelled", "pruned"}
 POLL_SECONDS = 1.0
 
 

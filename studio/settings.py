@@ -8,6 +8,8 @@ environment through studio.env, which rejects bad values at start-up:
 - REDIS_URL: broker and channel layer (redis://, rediss:// or unix://). `studio up`
   starts an embedded Redis and sets it for its children when unset.
 - MLFLOW_TRACKING_URI: MLflow tracking store; SQLite under STUDIO_HOME when unset.
+- OPTUNA_STORAGE_URL: where Optuna keeps studies (an SQLAlchemy URL); the
+  studio's own database when unset.
 """
 
 import importlib.util
@@ -168,6 +170,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)}
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-runs": {"task": "training.tasks.reap_stale_runs", "schedule": 15.0},
+    # Starts trials of studies whose last step was lost with a process, and closes those out of time.
+    "fill-studies": {"task": "tuning.tasks.fill_active_studies", "schedule": 15.0},
 }
 
 # A running job writes a heartbeat every HEARTBEAT_SECONDS; one silent for
@@ -183,6 +187,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 MLFLOW_TRACKING_URI = env_str("MLFLOW_TRACKING_URI") or f"sqlite:///{STUDIO_HOME / 'mlflow.db'}"
 # The MLflow UI that run pages link to; `studio up` serves one on port + 1.
 MLFLOW_UI_URL = env_str("MLFLOW_UI_URL")
+OPTUNA_STORAGE_URL = env_str("OPTUNA_STORAGE_URL")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -13,10 +13,12 @@ class RunStatus(models.TextChoices):
     SUCCEEDED = "succeeded", _("Succeeded")
     FAILED = "failed", _("Failed")
     CANCELLED = "cancelled", _("Cancelled")
+    # Stopped early by a hyper-parameter search because it trailed the other trials.
+    PRUNED = "pruned", _("Pruned")
 
 
 ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
-FINISHED_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+FINISHED_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.PRUNED)
 
 
 class Run(models.Model):
@@ -62,6 +64,8 @@ class Run(models.Model):
     confusion_matrix = models.JSONField(_("confusion matrix"), default=list, blank=True)
     mlflow_run_id = models.CharField(_("MLflow run id"), max_length=64, blank=True)
     mlflow_experiment_id = models.CharField(_("MLflow experiment id"), max_length=64, blank=True)
+    # Extra tags for the run's MLflow run, e.g. the parent run of a study's trial.
+    mlflow_tags = models.JSONField(_("MLflow tags"), default=dict, blank=True)
 
     class Meta:
         verbose_name = _("run")

@@ -29,7 +29,7 @@ from django.db.models import Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
-from training import events
+from training import events, hooks
 from training.models import Metric, Run, RunStatus
 
 logger = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ class RunReporter:
     def __init__(self, run: Run, tracker=None):
         self.run_id = run.pk
         self.project_id = run.project_id
+        self._extra_groups = hooks.extra_state_groups(run)
         self.tracker = tracker
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._closing = threading.Event()
@@ -340,6 +341,7 @@ class RunReporter:
             state = events.state_message(Run.objects.defer("log").get(pk=self.run_id))
             messages.append((events.run_group(self.run_id), state))
             messages.append((events.project_runs_group(self.project_id), state))
+            messages.extend((group, state) for group in self._extra_groups)
         try:
             self._loop.run_until_complete(self._send_all(messages))
         except Exception:

@@ -6,7 +6,7 @@ import traceback
 from django.conf import settings
 
 from projects.engine.datasets import load_arrays
-from training import services
+from training import hooks, services
 from training.engine import parse_config, train
 from training.engine.tracking import MlflowTracker
 from training.models import Run, RunStatus
@@ -19,7 +19,7 @@ def _open_tracker(run: Run, reporter: RunReporter):
     try:
         tracker = MlflowTracker(settings.MLFLOW_TRACKING_URI, f"studio/{run.project.team.name}/{run.project.name}")
         params = {**run.config, "dataset": run.dataset.name, "dataset_sha256": run.dataset.sha256}
-        tags = {"studio.run_id": str(run.pk), "studio.project": run.project.name}
+        tags = {"studio.run_id": str(run.pk), "studio.project": run.project.name, **run.mlflow_tags}
         run_id = tracker.start(str(run), params, tags, run_id=run.mlflow_run_id)
     except Exception as exc:
         logger.exception("run %s: MLflow is unavailable; training goes on without it", run.pk)
@@ -43,7 +43,7 @@ def execute_run(run: Run) -> str:
         config = parse_config(run.config)
         dataset = run.dataset
         x, y, _ = load_arrays(dataset.absolute_path, dataset.format, dataset.target_column, dataset.task)
-        result = train(config, x, y, run.checkpoint_dir(), reporter)
+        result = train(config, x, y, run.checkpoint_dir(), reporter, on_epoch=hooks.epoch_hook(run))
     except Exception as exc:
         reporter.log("failed:\n" + traceback.format_exc())
         reporter.close()
@@ -69,6 +69,12 @@ def execute_run(run: Run) -> str:
             _safe(tracker.end, "FAILED")
         services.finish_run(run.pk, RunStatus.FAILED, diverged=True, error=f"diverged: {result.reason}")
         return RunStatus.FAILED
+    if result.status == "pruned":
+        if tracker:
+            _safe(tracker.set_tag, "studio.pruned", result.reason)
+            _safe(tracker.end, "KILLED")
+        services.finish_run(run.pk, RunStatus.PRUNED, error=f"pruned: {result.reason}")
+        return RunStatus.PRUNED
     if tracker:
         _safe(tracker.end, "KILLED")
     services.finish_run(run.pk, RunStatus.CANCELLED)

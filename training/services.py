@@ -18,7 +18,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from training import events
+from training import events, hooks
 from training.engine.config import ConfigError, parse_config
 from training.engine.nets import image_shape
 from training.models import ACTIVE_STATUSES, Run, RunStatus
@@ -75,6 +75,7 @@ def cancel_run(run: Run) -> bool:
         logger.info("run %s cancelled", run.pk)
         run.refresh_from_db()
         broadcast_state(run)
+        announce_finished(run)
     return bool(updated)
 
 
@@ -104,6 +105,8 @@ def finish_run(run_id: int, status: str, **fields) -> bool:
         if keep:
             Run.objects.filter(pk=run_id).update(**keep)
     broadcast_state(run)
+    if updated:
+        announce_finished(run)
     return bool(updated)
 
 
@@ -130,13 +133,26 @@ def reap_stale_runs() -> list[int]:
             reaped.append(run.pk)
             run.refresh_from_db()
             broadcast_state(run)
+            if run.status == RunStatus.FAILED:
+                announce_finished(run)
     return reaped
+
+
+def announce_finished(run: Run) -> None:
+    """Tell other apps (a study waiting on its trial) that the run reached a final status.
+
+    A receiver that fails is logged and does not undo the run's own outcome.
+    """
+    for receiver, result in hooks.run_finished.send_robust(sender=Run, run=run):
+        if isinstance(result, Exception):
+            logger.error("run %s: %s failed after the run finished", run.pk, getattr(receiver, "__name__", receiver),
+                         exc_info=result)
 
 
 def broadcast_state(run: Run) -> None:
     """Send the run's state to its page and its project's run list after the transaction commits."""
     message = events.state_message(run)
-    groups = [events.run_group(run.pk), events.project_runs_group(run.project_id)]
+    groups = [events.run_group(run.pk), events.project_runs_group(run.project_id), *hooks.extra_state_groups(run)]
 
     def send():
         layer = get_channel_layer()

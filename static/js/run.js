@@ -11,7 +11,7 @@
 
   const live = JSON.parse(document.getElementById("run-live").textContent);
   const labels = live.labels;
-  const FINAL = new Set(["succeeded", "failed", "cancelled"]);
+  const FINAL = new Set(["succeeded", "failed", "cancelled", "pruned"]);
   const CLOSE_FORBIDDEN = 4403;
   const CLOSE_NOT_FOUND = 4404;
   const LOG_POLL_MS = 3000;
