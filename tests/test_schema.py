@@ -84,7 +84,7 @@ def test_schema_list_filters(schema):
     query = {p["name"]: p["schema"] for p in listing["parameters"]}
 
     assert query["project"]["type"] == "integer"
-    assert query["status"]["enum"] == ["queued", "running", "succeeded", "failed", "cancelled"]
+    assert query["status"]["enum"] == ["queued", "running", "succeeded", "failed", "cancelled", "pruned"]
     assert {"limit", "offset"} <= set(query)
 
 
@@ -119,3 +119,18 @@ def test_docs_assets_served(db, settings):
 
     assert response.status_code == 200
     assert b"SwaggerUIBundle" in b"".join(response.streaming_content)
+
+
+def test_schema_documents_study_endpoints(schema):
+    paths = schema["paths"]
+
+    assert set(paths["/api/v1/studies/"]) == {"get", "post"}
+    assert set(paths["/api/v1/studies/{id}/"]) == {"get"}
+    assert set(paths["/api/v1/studies/{id}/stop/"]) == {"post"}
+    assert set(paths["/api/v1/studies/{id}/promote/"]) == {"post"}
+    assert set(paths["/api/v1/studies/{id}/trials/"]) == {"get"}
+    assert set(paths["/api/v1/studies/{id}/trials/{number}/"]) == {"get"}
+    body = schema["components"]["schemas"]["StudyCreate"]
+    assert {"project", "dataset", "space"} <= set(body["required"])
+    promote = paths["/api/v1/studies/{id}/promote/"]["post"]
+    assert promote["responses"]["201"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Run"}

@@ -347,7 +347,7 @@ def fill_active_studies() -> None:
             logger.exception("study %s: filling it failed", study_id)
 
 
-def promote(study: Study, trial: Trial | None = None, epochs: int | None = None, user=None) -> Run:
+def promote(study: Study, trial: Trial | None = None, epochs: int | None = None, user=None, name: str = "") -> Run:
     """Create a training run with the parameters of `trial`, or of the best trial."""
     trial = trial or study.best_trial
     if trial is None or trial.state != TrialState.COMPLETE:
@@ -356,7 +356,7 @@ def promote(study: Study, trial: Trial | None = None, epochs: int | None = None,
     if epochs is not None:
         config["epochs"] = epochs
     return create_run(study.project, study.dataset, config, user=user,
-                      name=_("%(study)s: trial %(number)s") % {"study": study.name, "number": trial.number})
+                      name=name or _("%(study)s: trial %(number)s") % {"study": study.name, "number": trial.number})
 
 
 def pareto_trial_numbers(study: Study) -> list[int]:
