@@ -38,6 +38,9 @@ class ErrorResponseSerializer(serializers.Serializer):
 def _join(parent: str | None, key) -> str | None:
     if key == api_settings.NON_FIELD_ERRORS_KEY:
         return parent
+    if isinstance(key, int) and parent:
+        # Errors of a list of nested objects may come keyed by index: name them as the engines do, items[0].
+        return f"{parent}[{key}]"
     return f"{parent}.{key}" if parent else str(key)
 
 

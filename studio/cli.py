@@ -4,6 +4,7 @@
     studio web / worker       one server of a scale-out deployment
     studio init               migrate, create the first admin and the demo project
     studio demo               train a CNN through the REST API, end to end
+    studio tune ...           start a hyper-parameter study and follow it
     studio token USERNAME     print a user's API token
     studio migrate | createsuperuser | manage ...   Django's management commands
 
@@ -100,6 +101,37 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--timeout", type=positive_seconds, default=600.0,
                       help="seconds to wait for the run to finish (default: 600)")
 
+    tune = commands.add_parser(
+        "tune", help="start a hyper-parameter study on a running studio and follow it",
+        description="Start an Optuna study through the REST API: every trial trains as a run on the workers. "
+                    "Prints a progress line until the study ends, then the best trial.",
+        epilog="Example: studio tune --dataset digits --space space.json --trials 30 --parallel 2 --sampler tpe")
+    tune.add_argument("--dataset", required=True, help="dataset id, or name (with --project when names repeat)")
+    tune.add_argument("--project", help="project id or name, to find the dataset by name")
+    tune.add_argument("--space", required=True,
+                      help="search space: a JSON file or inline JSON, e.g. "
+                           "'{\"lr\": {\"type\": \"float\", \"low\": 1e-4, \"high\": 0.1, \"log\": true}}'")
+    tune.add_argument("--config", help="base run config every trial starts from: a JSON file or inline JSON")
+    tune.add_argument("--objective", action="append", default=[], metavar="METRIC[:DIRECTION]",
+                      help="what to optimise, e.g. val/accuracy or model/latency_ms:minimize; repeat for a "
+                           "multi-objective study (default: val/accuracy, or val/rmse for regression)")
+    tune.add_argument("--trials", type=positive_int, default=20, help="trial budget (default: 20)")
+    tune.add_argument("--parallel", type=positive_int, default=2, help="trials that run at once (default: 2)")
+    tune.add_argument("--sampler", default="tpe", choices=["tpe", "gp", "cmaes", "random", "qmc", "nsga2"],
+                      help="default: tpe")
+    tune.add_argument("--pruner", default="median", choices=["median", "hyperband", "sha", "none"],
+                      help="default: median")
+    tune.add_argument("--budget", type=positive_seconds, help="time budget in seconds: no trial starts after it")
+    tune.add_argument("--seed", type=int, default=0, help="sampler seed (default: 0)")
+    tune.add_argument("--name", help="the study's name")
+    tune.add_argument("--promote", action="store_true", help="train the best trial as a run at the end")
+    tune.add_argument("--promote-epochs", type=positive_int, help="epochs of the promoted run")
+    tune.add_argument("--no-wait", action="store_true", help="start the study and exit")
+    tune.add_argument("--timeout", type=positive_seconds, help="stop following after this many seconds")
+    tune.add_argument("--url", default="http://127.0.0.1:8000", help="the studio (default: http://127.0.0.1:8000)")
+    tune.add_argument("--token", default=os.environ.get("STUDIO_TOKEN", ""),
+                      help="API token (default: $STUDIO_TOKEN; on this machine, the admin's token)")
+
     commands.add_parser("migrate", help="apply database migrations (Django's migrate)", add_help=False)
     commands.add_parser("createsuperuser", help="create a superuser (Django's createsuperuser)", add_help=False)
     commands.add_parser("manage", help="run any Django management command, e.g. studio manage shell",
@@ -148,6 +180,10 @@ def run(argv: list[str]) -> int:
         from studio.demo import run_demo
 
         return run_demo(args.url, args.token, args.timeout)
+    if args.command == "tune":
+        from studio.tune import run_tune
+
+        return run_tune(args)
     raise AssertionError(f"unhandled command {args.command}")
 
 
