@@ -127,7 +127,9 @@ def make_sampler(name: str, seed: int, trial_number: int = 0):
         return optuna.samplers.CmaEsSampler(seed=moving, warn_independent_sampling=False,
                                             independent_sampler=optuna.samplers.RandomSampler(seed=moving))
     if name == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed, scramble=True, warn_independent_sampling=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.QMCSampler(seed=seed, scramble=True, warn_independent_sampling=False)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=moving, population_size=20)
     return optuna.samplers.RandomSampler(seed=moving)
