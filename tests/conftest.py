@@ -32,6 +32,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def optuna_connections_closed(django_db_setup, django_db_blocker):
+    """Close Optuna's pooled connections before the test database is dropped (PostgreSQL refuses otherwise)."""
+    yield
+    from tuning.services import close_storages
+
+    close_storages()
+
+
 def _make_user(django_user_model, username):
     return django_user_model.objects.create_user(username, f"{username}@example.com", "secret-pass-123")
 

@@ -63,6 +63,13 @@ def storage():
     return _storages[url]
 
 
+def close_storages() -> None:
+    """Close the pooled connections of Optuna's storages, e.g. before a test database is dropped."""
+    for opened in _storages.values():
+        opened.engine.dispose()
+    _storages.clear()
+
+
 def load_optuna_study(study: Study, trial_number: int = 0):
     import optuna
 
