@@ -171,6 +171,10 @@ def _claim_slot(study_id: int) -> int | None:
 
     A compare-and-set on `trials_started` makes each slot index unique even
     when several processes claim at once; the index seeds the trial's sampler.
+
+    NOTE: a process killed between this claim and the creation of the trial's
+    row leaves the slot taken, so the study never counts it as finished and
+    stays running until it is stopped.
     """
     for _attempt in range(100):
         study = Study.objects.only("state", "trials_started", "trials_finished", "n_trials", "parallel",
@@ -250,11 +254,15 @@ def _finish_trial(trial_id: int, state: str, values=None, reason: str = "") -> b
     """Record a trial's outcome in the studio and in Optuna, once; False when it was already recorded."""
     import optuna
 
-    updated = Trial.objects.filter(pk=trial_id, state=TrialState.RUNNING).update(
-        state=state, values=values or [], reason=reason[:2000], finished_at=timezone.now())
-    if not updated:
-        return False
-    trial = Trial.objects.select_related("study").get(pk=trial_id)
+    # The trial's outcome and the study's count change together, or a crash
+    # between the two would leave the study waiting for a trial forever.
+    with transaction.atomic():
+        updated = Trial.objects.filter(pk=trial_id, state=TrialState.RUNNING).update(
+            state=state, values=values or [], reason=reason[:2000], finished_at=timezone.now())
+        if not updated:
+            return False
+        trial = Trial.objects.select_related("study").get(pk=trial_id)
+        _count_finished(trial.study_id)
     study = trial.study
     optuna_state = {TrialState.COMPLETE: optuna.trial.TrialState.COMPLETE,
                     TrialState.PRUNED: optuna.trial.TrialState.PRUNED}.get(state, optuna.trial.TrialState.FAIL)
@@ -266,7 +274,6 @@ def _finish_trial(trial_id: int, state: str, values=None, reason: str = "") -> b
                           skip_if_finished=True)
     except Exception:
         logger.exception("study %s: telling Optuna the result of trial %s failed", study.pk, trial.number)
-    _count_finished(study.pk)
     _update_best(study.pk)
     broadcast_trial(trial)
     return True
