@@ -17,6 +17,9 @@ from training.engine.config import gettext_noop
 CHART_KEYS = ("history", "intermediate", "importances", "parallel", "slice", "contour", "pareto")
 # Chart height in pixels. The page sets the width.
 HEIGHT = 320
+# Pareto-front points: on the front in the studio's red, the others grey.
+PARETO_COLOR = "#d92d20"
+DOMINATED_COLOR = "#98a2b3"
 # Words of Optuna's figures, replaced by the caller's `labels` (see DEFAULT_LABELS).
 _OPTUNA_WORDS = {
     "Trial": "trial",
@@ -49,6 +52,10 @@ def _figure_dict(figure, replacements: dict) -> dict:
         layout.pop(key, None)
     layout["height"] = HEIGHT
     layout.setdefault("margin", {"l": 60, "r": 20, "t": 20, "b": 50})
+    for key, axis in layout.items():
+        # Long parameter names such as hidden_sizes[0] would be cut at the fixed margin.
+        if re.fullmatch(r"[xy]axis\d*", key) and isinstance(axis, dict):
+            axis["automargin"] = True
     data["data"] = [trace for trace in data.get("data", []) if not _empty_trace(trace)]
     _replace_words(data, replacements)
     return {"data": data["data"], "layout": layout}
@@ -73,7 +80,7 @@ def _replace_words(node, replacements: dict) -> None:
 
 
 class _Context:
-    """What every chart of one request needs: the study, its complete trials and the objective to plot."""
+    """The inputs that every chart of one request shares: the study, its complete trials and the objective to plot."""
 
     def __init__(self, study, objectives: list[dict], objective_index: int, labels: dict, pruning: bool):
         import optuna
@@ -206,7 +213,20 @@ def _pareto(context: _Context) -> dict:
     if not context.complete:
         return _not_yet(gettext_noop("no trial has completed yet"))
     names = [objective["metric"] for objective in context.objectives]
-    return context.figure(plot_pareto_front(context.study, target_names=names))
+    chart = context.figure(plot_pareto_front(context.study, target_names=names))
+    figure = chart.get("figure")
+    if figure:
+        # Optuna colours the points of its two traces by trial number, with two colour bars that squeeze
+        # the plot to half the card, and trial 0 comes out white. One colour per trace and a legend
+        # keep the front readable, and the hover still shows each trial's number.
+        for trace in figure["data"]:
+            best = "Best Trial" in str(trace.get("hovertemplate", ""))
+            trace["marker"] = {"color": PARETO_COLOR if best else DOMINATED_COLOR, "size": 9,
+                               "line": {"color": "white", "width": 1}}
+            trace["name"] = context.labels["best_trial"] if best else context.labels["trial"]
+            trace["showlegend"] = True
+        figure["layout"]["legend"] = {"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom"}
+    return chart
 
 
 def study_charts(study, objectives: list[dict], *, objective_index: int = 0, labels: dict | None = None,
@@ -216,7 +236,7 @@ def study_charts(study, objectives: list[dict], *, objective_index: int = 0, lab
     `objectives` are the study's [{"metric", "direction"}] in Optuna's order,
     and `objective_index` picks the one that the history, importances,
     parallel coordinates, slice and contour plot. `labels` translates the
-    words of the figures (see DEFAULT_LABELS). `pruning` says whether the
+    words of the figures (see DEFAULT_LABELS). `pruning` is true when the
     trials report per-epoch values, which the intermediate-values chart draws.
     """
     if not 0 <= objective_index < len(objectives):
