@@ -11,4 +11,5 @@ urlpatterns = [
     path("api/v1/", include("studio.api_urls")),
     path("", include("projects.urls")),
     path("", include("training.urls")),
+    path("", include("tuning.urls")),
 ]
