@@ -119,7 +119,9 @@ def test_project_page_in_chinese(chinese, owner, project, run):
     assert '<span class="badge status-queued" data-field="status">排队中</span>' in page
     assert "<td>分类</td>" in page
     assert json_script(page, "run-status-labels") == {
-        "queued": "排队中", "running": "运行中", "succeeded": "成功", "failed": "失败", "cancelled": "已取消"}
+        "queued": "排队中", "running": "运行中", "succeeded": "成功", "failed": "失败", "cancelled": "已取消",
+        "pruned": "已剪枝"}
+    assert ">新建 study</a>" in page
 
 
 def test_dataset_page_in_chinese(chinese, owner, digits_dataset):
@@ -419,3 +421,30 @@ def test_catalog_covers_source(tmp_path):
         "strings without a translation: run manage.py makemessages -l zh_Hans (see this file for the ignores), "
         "translate them and run compilemessages")
 
+
+
+@pytest.mark.django_db(transaction=True)
+def test_api_bad_search_space_in_chinese(owner, project, digits_dataset):
+    body = {"project": project.pk, "dataset": digits_dataset.pk,
+            "space": {"lr": {"type": "float", "low": 0.1, "high": 0.001}}}
+
+    response = api_client(owner).post("/api/v1/studies/", body, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["errors"] == [{"field": "space.lr", "code": "invalid",
+                                          "message": "space.lr: 区间为空：下限 0.1 大于上限 0.001"}]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_study_page_in_chinese(chinese, owner, project, digits_dataset):
+    from tuning.services import create_study
+
+    study = create_study(project, digits_dataset, name="搜索", user=owner, base_config={"epochs": 2},
+                         space={"lr": {"type": "float", "low": 1e-4, "high": 0.1, "log": True}}, n_trials=2)
+    chinese.force_login(owner)
+
+    page = chinese.get(reverse("study-detail", args=[study.pk])).content.decode()
+
+    assert "停止 study" in page
+    assert "<h2>搜索空间</h2>" in page or ">搜索空间<" in page
+    assert "Trial 列表" in page

@@ -21,6 +21,8 @@ def study_state(study) -> dict:
         "progress": study.progress,
         "eta_seconds": study.eta_seconds,
         "duration_seconds": study.duration_seconds,
+        "created_at": study.created_at.isoformat(),
+        "finished_at": study.finished_at.isoformat() if study.finished_at else None,
         "best_values": study.best_values,
         "best_trial": study.best_trial.number if study.best_trial_id and study.best_trial else None,
         "error": study.error,

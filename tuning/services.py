@@ -364,6 +364,8 @@ def fill_active_studies() -> None:
 def promote(study: Study, trial: Trial | None = None, epochs: int | None = None, user=None, name: str = "") -> Run:
     """Create a training run with the parameters of `trial`, or of the best trial."""
     trial = trial or study.best_trial
+    if trial is not None and trial.study_id != study.pk:
+        raise ConfigError("trial", gettext_noop("trial %(number)s belongs to another study"), number=trial.number)
     if trial is None or trial.state != TrialState.COMPLETE:
         raise ConfigError("trial", gettext_noop("no complete trial to promote yet"))
     config = apply_params(study.base_config, trial.params)
