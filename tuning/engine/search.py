@@ -186,7 +186,7 @@ def finite_values(values) -> str:
 
 
 def objective_values(summary: dict, objectives: list[Objective]) -> list:
-    """The trial's values, in objective order, from its run's final summary (None where missing)."""
+    """Return the trial's values in objective order from its run's final summary (None where missing)."""
     return [summary.get(objective.metric) for objective in objectives]
 
 
