@@ -202,7 +202,7 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "DeepSeek Studio API",
-    "DESCRIPTION": "Projects, datasets, training runs and their metrics.",
+    "DESCRIPTION": "Projects, datasets, training runs and their metrics, and hyper-parameter studies.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     # Swagger UI and Redoc assets come from drf-spectacular-sidecar's static

@@ -28,6 +28,8 @@ def read_json_option(option: str, raw: str) -> dict:
     text, source = raw, "the inline JSON"
     if not raw.lstrip().startswith("{"):
         path = Path(raw)
+        if path.is_dir():
+            raise CommandError(f"{option} {raw}: is a folder; give a JSON file or inline JSON such as '{{...}}'")
         if not path.is_file():
             raise CommandError(f"{option} {raw}: no such file (give a JSON file or inline JSON such as '{{...}}')")
         text, source = path.read_text(encoding="utf-8"), str(path)
@@ -100,14 +102,16 @@ def follow(api: ApiClient, study: dict, timeout: float | None) -> dict:
     width = shutil.get_terminal_size().columns
     deadline = time.monotonic() + timeout if timeout else None
     last = None
+    last_counts = None
     while True:
         line = progress_line(study)
-        if line != last:
-            if interactive:
-                print("\r" + line[:width - 1].ljust(min(len(last or ""), width - 1)), end="", flush=True)
-            else:
-                print(line, flush=True)
-            last = line
+        counts = (study["trials_started"], study["trials_finished"], study["best_value"], study["state"])
+        if interactive and line != last:
+            print("\r" + line[:width - 1].ljust(min(len(last or ""), width - 1)), end="", flush=True)
+        elif not interactive and counts != last_counts:
+            # In a log, a line per trial started or finished; the ETA alone changes every second.
+            print(line, flush=True)
+        last, last_counts = line, counts
         if study["state"] in ENDED:
             break
         if deadline and time.monotonic() > deadline:
@@ -132,6 +136,9 @@ def report(api: ApiClient, study: dict) -> None:
     if best is None:
         print("  no trial completed")
         return
+    if len(study["objectives"]) > 1:
+        print(f"  Pareto front: trials {', '.join(str(n) for n in study['pareto_trials'])} (best of each "
+              f"objective on its page; below, the best {study['objectives'][0]['metric']})")
     values = ", ".join(f"{o['metric']} {v:.4g}" for o, v in zip(study["objectives"], best["values"], strict=False))
     print(f"  best trial {best['number']}: {values}")
     for name, value in best["params"].items():

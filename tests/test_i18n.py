@@ -432,7 +432,7 @@ def test_api_bad_search_space_in_chinese(owner, project, digits_dataset):
 
     assert response.status_code == 400
     assert response.json()["errors"] == [{"field": "space.lr", "code": "invalid",
-                                          "message": "space.lr: 区间为空：下限 0.1 大于上限 0.001"}]
+                                          "message": "区间为空：下限 0.1 大于上限 0.001"}]
 
 
 @pytest.mark.django_db(transaction=True)

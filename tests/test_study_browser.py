@@ -62,6 +62,8 @@ def space_json(page) -> dict:
 def test_study_from_form_trains_and_promotes(collected_static, celery_worker_process, daphne_server, page, owner,
                                              project, digits_dataset):
     page.on("console", lambda message: print("console:", message.type, message.text))
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
     log_in(page, daphne_server, owner)
 
     # Home, project, New study.
@@ -71,15 +73,16 @@ def test_study_from_form_trains_and_promotes(collected_static, celery_worker_pro
     page.get_by_label("Name", exact=True).fill("browser sweep")
     page.get_by_label("Base run config (JSON)", exact=True).fill(json.dumps(BASE))
 
-    # Edit the space in the table: a narrower lr range, and no optimizer or batch-size search.
+    # Edit the space in the table: a narrower lr range, adaptive optimizers only, and no batch-size search.
     space_row(page, "lr").locator('input[name$="-high"]').fill("0.01")
-    space_row(page, "optimizer").get_by_role("button", name="Remove").click()
+    space_row(page, "optimizer").locator('input[name$="-choices"]').fill("adam, adamw")
     space_row(page, "batch_size").get_by_role("button", name="Remove").click()
     assert space_json(page) == {
         "lr": {"type": "float", "low": 0.0001, "high": 0.01, "log": True},
         "weight_decay": {"type": "float", "low": 0.000001, "high": 0.01, "log": True},
         "hidden_sizes[0]": {"type": "int", "low": 32, "high": 256, "step": 32},
         "dropout": {"type": "float", "low": 0, "high": 0.5},
+        "optimizer": {"type": "categorical", "choices": ["adam", "adamw"]},
     }
     page.get_by_label("Trials", exact=True).fill("4")
     page.get_by_label("Parallel trials", exact=True).fill("2")
@@ -88,7 +91,7 @@ def test_study_from_form_trains_and_promotes(collected_static, celery_worker_pro
     expect(page).to_have_url(re.compile(rf"{re.escape(daphne_server)}/studies/\d+/$"))
     study = Study.objects.get(name="browser sweep")
     assert page.url == f"{daphne_server}/studies/{study.pk}/"
-    assert list(study.space) == ["lr", "weight_decay", "hidden_sizes[0]", "dropout"]
+    assert list(study.space) == ["lr", "weight_decay", "hidden_sizes[0]", "dropout", "optimizer"]
     assert study.space["lr"]["high"] == 0.01
     assert study.base_config["epochs"] == 2
     assert (study.n_trials, study.parallel, study.sampler, study.pruner) == (4, 2, "tpe", "median")
@@ -104,6 +107,7 @@ def test_study_from_form_trains_and_promotes(collected_static, celery_worker_pro
     for trial in trials:
         row = page.locator(f'#trials tr[data-trial-number="{trial.number}"]')
         expect(row.locator('[data-field="state"]')).to_have_text("Complete")
+        expect(row).to_contain_text(trial.params["optimizer"])
         expect(row.locator('[data-field="value"]')).to_have_attribute("title", str(trial.values[0]))
         expect(row.get_by_role("link", name=f"run {trial.run_id}")).to_have_attribute("href", f"/runs/{trial.run_id}/")
     expect(page.locator("#study-trials")).to_have_text("4/4")
@@ -124,6 +128,7 @@ def test_study_from_form_trains_and_promotes(collected_static, celery_worker_pro
     expect(page.locator("#stop-form")).to_be_hidden()
     expect(page.locator("#study-finished")).to_have_text(study.finished_at.strftime("%Y-%m-%d %H:%M:%S"))
     page.screenshot(path=str(SCREENSHOT), full_page=True)
+    assert errors == [], "the page raised JavaScript errors"
 
     # Promote the best trial for 3 epochs and land on the new run's page.
     page.locator("#promote-epochs").fill("3")

@@ -48,7 +48,7 @@ def test_tune_runs_a_study_and_promotes_the_best_trial(studio, tmp_path):
     (["--space", "missing.json"], "studio: --space missing.json: no such file"),
     (["--space", '{"lr": '], "studio: --space: the inline JSON, line 1, column 8: Expecting value"),
     (["--space", '{"lr": {"type": "float", "low": 1, "high": 0.1}}'],
-     "studio: POST /api/v1/studies/ failed with HTTP 400: space.lr: space.lr: the range is empty: "
+     "studio: POST /api/v1/studies/ failed with HTTP 400: space.lr: the range is empty: "
      "low 1.0 is above high 0.1"),
     (["--space", json.dumps(SPACE), "--dataset", "no-such-data"],
      "studio: no dataset named 'no-such-data' is visible to this token"),

@@ -44,7 +44,7 @@ def study_error(exc: ConfigError) -> ValidationError:
     field = exc.field
     if not (field in _STUDY_FIELDS or field.startswith(("space", "objectives"))):
         field = f"base_config.{field}"
-    return ValidationError({field: [f"{exc.field}: {exc.translate(_)}"]}, code="invalid")
+    return ValidationError({field: [exc.translate(_)]}, code="invalid")
 
 
 @extend_schema_view(

@@ -13,7 +13,7 @@ import json
 from django import forms
 from django.forms import formset_factory
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from projects.models import Dataset
 from training.engine.config import ConfigError
@@ -235,7 +235,7 @@ class StudyForm(forms.Form):
                                help_text=gettext_lazy("Stops trials whose validation metric falls behind the "
                                                       "others after an epoch. Needs a single validation "
                                                       "objective."))
-    n_trials = forms.IntegerField(label=gettext_lazy("Trials"), initial=20,
+    n_trials = forms.IntegerField(label=pgettext_lazy("number of trials", "Trials"), initial=20,
                                   help_text=gettext_lazy("How many trials the study runs in all."))
     parallel = forms.IntegerField(label=gettext_lazy("Parallel trials"), initial=2,
                                   help_text=gettext_lazy("How many trials may be queued or training at once."))

@@ -3,13 +3,14 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 class StudyState(models.TextChoices):
     RUNNING = "running", _("Running")
     # Stop was asked; its running trials are being cancelled.
     STOPPING = "stopping", _("Stopping")
-    FINISHED = "finished", _("Finished")
+    FINISHED = "finished", pgettext_lazy("study state", "Finished")
     STOPPED = "stopped", _("Stopped")
     FAILED = "failed", _("Failed")
 

@@ -61,15 +61,25 @@ class StudySerializer(serializers.ModelSerializer):
     best_trial_number = serializers.IntegerField(source="best_trial.number", read_only=True, allow_null=True,
                                                  default=None)
     url = serializers.SerializerMethodField(help_text=_("Absolute address of the study's web page."))
+    pareto_trials = serializers.SerializerMethodField(
+        help_text=_("Numbers of the complete trials that no other trial beats on every objective."))
 
     class Meta:
         model = Study
         fields = ["id", "project", "project_name", "dataset", "dataset_name", "name", "state", "state_display",
                   "base_config", "space", "objectives", "sampler", "pruner", "seed", "n_trials", "parallel",
                   "timeout_seconds", "trials_started", "trials_finished", "progress", "eta_seconds", "best_value",
-                  "best_values", "best_trial", "best_trial_number", "error", "mlflow_run_id", "created_at",
-                  "finished_at", "url"]
+                  "best_values", "best_trial", "best_trial_number", "pareto_trials", "error", "mlflow_run_id",
+                  "created_at", "finished_at", "url"]
         read_only_fields = fields
+
+    def get_pareto_trials(self, study: Study) -> list[int]:
+        from tuning.services import pareto_trial_numbers
+
+        if not study.multi_objective:
+            # With one objective, the front is the best trial.
+            return [study.best_trial.number] if study.best_trial_id else []
+        return sorted(pareto_trial_numbers(study))
 
     @extend_schema_field(OpenApiTypes.URI)
     def get_url(self, study: Study) -> str:

@@ -35,6 +35,8 @@ from tuning.models import ACTIVE_STUDY_STATES, Study, StudyState, Trial, TrialSt
 logger = logging.getLogger(__name__)
 
 MAX_TRIALS = 10_000
+# Reasons are stored in English, as run errors and logs are, whoever's request wrote them.
+STOPPED_REASON = "the study was stopped"
 MAX_PARALLEL = 64
 _storages: dict[str, object] = {}
 
@@ -301,8 +303,8 @@ def trial_result(run: Run, objectives: list[dict]) -> tuple[str, list, str]:
     if run.status == RunStatus.PRUNED:
         return TrialState.PRUNED, [], run.error
     if run.status == RunStatus.CANCELLED:
-        return TrialState.FAILED, [], _("its run was cancelled")
-    return TrialState.FAILED, [], run.error or _("its run failed")
+        return TrialState.FAILED, [], "its run was cancelled"
+    return TrialState.FAILED, [], run.error or "its run failed"
 
 
 def on_run_finished(sender, run: Run, **kwargs) -> None:
@@ -312,7 +314,7 @@ def on_run_finished(sender, run: Run, **kwargs) -> None:
         return
     state, values, reason = trial_result(run, trial.study.objectives)
     if trial.study.state == StudyState.STOPPING and run.status == RunStatus.CANCELLED:
-        reason = _("the study was stopped")
+        reason = STOPPED_REASON
     _finish_trial(trial.pk, state, values, reason)
     fill_study(trial.study_id)
 
@@ -346,7 +348,7 @@ def stop_study(study: Study) -> bool:
     for trial in Trial.objects.filter(study=study, state=TrialState.RUNNING).select_related("run"):
         # Cancelling the run sends run_finished, whose receiver records the trial as failed.
         if trial.run is None or not cancel_run(trial.run):
-            _finish_trial(trial.pk, TrialState.FAILED, reason=_("the study was stopped"))
+            _finish_trial(trial.pk, TrialState.FAILED, reason=STOPPED_REASON)
     maybe_finish(study.pk)
     study.refresh_from_db()
     return True
@@ -367,12 +369,18 @@ def promote(study: Study, trial: Trial | None = None, epochs: int | None = None,
     if trial is not None and trial.study_id != study.pk:
         raise ConfigError("trial", gettext_noop("trial %(number)s belongs to another study"), number=trial.number)
     if trial is None or trial.state != TrialState.COMPLETE:
-        raise ConfigError("trial", gettext_noop("no complete trial to promote yet"))
+        raise ConfigError("trial", gettext_noop("no trial of this study has completed, so none can be promoted"))
     config = apply_params(study.base_config, trial.params)
     if epochs is not None:
         config["epochs"] = epochs
-    return create_run(study.project, study.dataset, config, user=user,
-                      name=name or _("%(study)s: trial %(number)s") % {"study": study.name, "number": trial.number})
+    tags = {"studio.study_id": str(study.pk), "studio.promoted_from_trial": str(trial.number)}
+    # The run is queued when this transaction commits, so a worker never sees it without its tags.
+    with transaction.atomic():
+        run = create_run(study.project, study.dataset, config, user=user,
+                         name=name or _("%(study)s: trial %(number)s") % {"study": study.name, "number": trial.number})
+        Run.objects.filter(pk=run.pk).update(mlflow_tags=tags)
+    run.mlflow_tags = tags
+    return run
 
 
 def pareto_trial_numbers(study: Study) -> list[int]:

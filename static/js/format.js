@@ -3,8 +3,10 @@ window.StudioFormat = (function () {
   "use strict";
 
   // Four significant digits; the full value goes in the element's title.
+  // Anything but a number (a categorical choice such as "adam") is shown as it is.
   function sig4(value) {
     if (value === null || value === undefined) return "–";
+    if (typeof value !== "number") return String(value);
     if (Number.isInteger(value)) return String(value);
     return String(Number(value.toPrecision(4)));
   }

@@ -29,7 +29,7 @@ MAX_OBJECTIVES = 3
 MULTI_OBJECTIVE_SAMPLERS = ("tpe", "nsga2", "random", "qmc", "gp")
 
 # The defaults the studio ships, chosen with bench/hpo.py (docs/benchmarks.md).
-TPE_STARTUP_TRIALS = 8
+TPE_STARTUP_TRIALS = 5
 GP_STARTUP_TRIALS = 8
 MEDIAN_STARTUP_TRIALS = 4
 MEDIAN_WARMUP_EPOCHS = 1

@@ -193,8 +193,23 @@ def _check_values(param: Param, base: dict) -> None:
         try:
             parse_config(apply_params(base, {param.name: value}))
         except ConfigError as exc:
-            raise SpaceError(param.name, gettext_noop("%(value)r is not a valid value: %(reason)s"),
-                             value=value, reason=exc.message) from None
+            # The run config's own message names the value ("must lie in (0.0, 10.0], got 20.0").
+            raise SpaceError(param.name, exc.template, **exc.params) from None
+
+
+def _check_used(params: list[Param], base: dict) -> None:
+    """Refuse a parameter that no trial's network or optimizer would read."""
+    names = {param.name for param in params}
+    model_searched = "model" in names
+    for param in params:
+        field = _ELEMENT.match(param.name)["name"] if _ELEMENT.match(param.name) else param.name
+        if field == "conv_channels" and base.get("model") != "cnn" and not model_searched:
+            raise SpaceError(param.name, gettext_noop("only the CNN reads conv_channels, and the base config "
+                                                      "trains an MLP; set \"model\": \"cnn\" in the base config"))
+        if field == "momentum" and base.get("optimizer") != "sgd" and "optimizer" not in names:
+            raise SpaceError(param.name, gettext_noop("only SGD reads momentum, and the base config uses "
+                                                      "%(optimizer)s; set \"optimizer\": \"sgd\" or search "
+                                                      "the optimizer too"), optimizer=base.get("optimizer"))
 
 
 def parse_space(raw, base: dict) -> list[Param]:
@@ -212,6 +227,7 @@ def parse_space(raw, base: dict) -> list[Param]:
         param = _parse_param(str(name), spec, base)
         _check_values(param, base)
         params.append(param)
+    _check_used(params, base)
     return params
 
 
