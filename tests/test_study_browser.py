@@ -128,7 +128,7 @@ def test_study_from_form_trains_and_promotes(collected_static, celery_worker_pro
     expect(page.locator("#stop-form")).to_be_hidden()
     expect(page.locator("#study-finished")).to_have_text(study.finished_at.strftime("%Y-%m-%d %H:%M:%S"))
     page.screenshot(path=str(SCREENSHOT), full_page=True)
-    assert errors == [], "the page raised JavaScript errors"
+    assert errors == [], f"the page raised JavaScript errors: {errors}"
 
     # Promote the best trial for 3 epochs and land on the new run's page.
     page.locator("#promote-epochs").fill("3")
