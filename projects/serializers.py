@@ -4,9 +4,10 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.exceptions import PermissionDenied
 
 from projects.models import Dataset, DatasetFormat, Project, Task, Team
-from projects.permissions import visible_projects
+from projects.permissions import can_edit, visible_projects
 
 
 @extend_schema_field(OpenApiTypes.URI)
@@ -92,3 +93,49 @@ class DatasetUploadSerializer(serializers.Serializer):
 class DatasetListQuerySerializer(serializers.Serializer):
     project = serializers.IntegerField(required=False, min_value=1, help_text=_("Only datasets of this project."))
 
+
+
+class ProjectDatasetRequest(serializers.Serializer):
+    """The project and dataset of a request that starts work (a run, a study) in a project.
+
+    It checks who may start work there and that the dataset is the
+    project's; subclasses set `forbidden_message` with a %(project)s.
+    """
+
+    forbidden_message = _("Only owners and maintainers of project %(project)s may start runs.")
+
+    project = serializers.PrimaryKeyRelatedField(
+        queryset=Project.objects.none(),  # replaced per request in __init__
+        error_messages={"does_not_exist": _("Project {pk_value} was not found.")},
+    )
+    dataset = serializers.PrimaryKeyRelatedField(
+        queryset=Dataset.objects.none(),  # replaced per request in __init__
+        error_messages={"does_not_exist": _("Dataset {pk_value} was not found.")},
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        request = self.context.get("request")
+        if request is None:
+            # Schema generation builds the serializer without a request.
+            return
+        projects = visible_projects(request.user)
+        self.fields["project"].queryset = projects
+        self.fields["dataset"].queryset = Dataset.objects.filter(project__in=projects)
+
+    def validate_project(self, project):
+        # Raised here, before the other fields are validated, so that a viewer gets
+        # 403 rather than a list of field errors for a request they may not make.
+        if not can_edit(self.context["request"].user, project):
+            raise PermissionDenied(self.forbidden_message % {"project": project.name})
+        return project
+
+    def validate(self, attrs):
+        dataset, project = attrs["dataset"], attrs["project"]
+        if dataset.project_id != project.pk:
+            raise serializers.ValidationError(
+                {"dataset": _("Dataset %(dataset)s belongs to another project, not to %(project)s.")
+                 % {"dataset": dataset.name, "project": project.name}},
+                code="wrong_project",
+            )
+        return attrs

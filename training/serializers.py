@@ -6,10 +6,8 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
-from rest_framework.exceptions import PermissionDenied
 
-from projects.models import Dataset, Project
-from projects.permissions import can_edit, visible_projects
+from projects.serializers import ProjectDatasetRequest
 from training.models import Run, RunStatus
 
 # Bounds of ?limit= on the metrics endpoint, in points.
@@ -73,54 +71,18 @@ class RunSerializer(serializers.ModelSerializer):
         return mlflow_ui_url(run)
 
 
-class RunCreateSerializer(serializers.Serializer):
+class RunCreateSerializer(ProjectDatasetRequest):
     """The body of POST /api/v1/runs/.
 
     This checks the request's shape and who may start runs.
     training.services.create_run validates the config against the dataset.
     """
 
-    project = serializers.PrimaryKeyRelatedField(
-        queryset=Project.objects.none(),  # replaced per request in __init__
-        error_messages={"does_not_exist": _("Project {pk_value} was not found.")},
-    )
-    dataset = serializers.PrimaryKeyRelatedField(
-        queryset=Dataset.objects.none(),  # replaced per request in __init__
-        error_messages={"does_not_exist": _("Dataset {pk_value} was not found.")},
-    )
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     config = serializers.DictField(
         required=False, default=dict,
         help_text=_("Training parameters (model, lr, epochs, batch_size, ...); missing ones take their defaults."),
     )
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        request = self.context.get("request")
-        if request is None:
-            # Schema generation builds the serializer without a request.
-            return
-        projects = visible_projects(request.user)
-        self.fields["project"].queryset = projects
-        self.fields["dataset"].queryset = Dataset.objects.filter(project__in=projects)
-
-    def validate_project(self, project):
-        # Raised here, before the other fields are validated, so that a viewer gets
-        # 403 rather than a list of field errors for a request they may not make.
-        if not can_edit(self.context["request"].user, project):
-            raise PermissionDenied(_("Only owners and maintainers of project %(project)s may start runs.")
-                                   % {"project": project.name})
-        return project
-
-    def validate(self, attrs):
-        dataset, project = attrs["dataset"], attrs["project"]
-        if dataset.project_id != project.pk:
-            raise serializers.ValidationError(
-                {"dataset": _("Dataset %(dataset)s belongs to another project, not to %(project)s.")
-                 % {"dataset": dataset.name, "project": project.name}},
-                code="wrong_project",
-            )
-        return attrs
 
 
 class RunListQuerySerializer(serializers.Serializer):

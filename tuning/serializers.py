@@ -5,10 +5,8 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
-from rest_framework.exceptions import PermissionDenied
 
-from projects.models import Dataset, Project
-from projects.permissions import can_edit, visible_projects
+from projects.serializers import ProjectDatasetRequest
 from tuning.engine.search import PRUNERS, SAMPLERS
 from tuning.models import Study, StudyState, Trial, TrialState
 
@@ -88,17 +86,11 @@ class StudySerializer(serializers.ModelSerializer):
         return request.build_absolute_uri(path) if request else path
 
 
-class StudyCreateSerializer(serializers.Serializer):
+class StudyCreateSerializer(ProjectDatasetRequest):
     """The body of POST /api/v1/studies/; tuning.services validates the search itself."""
 
-    project = serializers.PrimaryKeyRelatedField(
-        queryset=Project.objects.none(),
-        error_messages={"does_not_exist": _("Project {pk_value} was not found.")},
-    )
-    dataset = serializers.PrimaryKeyRelatedField(
-        queryset=Dataset.objects.none(),
-        error_messages={"does_not_exist": _("Dataset {pk_value} was not found.")},
-    )
+    forbidden_message = _("Only owners and maintainers of project %(project)s may start studies.")
+
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     base_config = serializers.DictField(required=False, default=dict,
                                         help_text=_("The run config every trial starts from."))
@@ -111,29 +103,6 @@ class StudyCreateSerializer(serializers.Serializer):
     parallel = serializers.IntegerField(required=False, default=2, min_value=1)
     timeout_seconds = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1)
     seed = serializers.IntegerField(required=False, default=0, min_value=0)
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        request = self.context.get("request")
-        if request is None:
-            return
-        projects = visible_projects(request.user)
-        self.fields["project"].queryset = projects
-        self.fields["dataset"].queryset = Dataset.objects.filter(project__in=projects)
-
-    def validate_project(self, project):
-        if not can_edit(self.context["request"].user, project):
-            raise PermissionDenied(_("Only owners and maintainers of project %(project)s may start studies.")
-                                   % {"project": project.name})
-        return project
-
-    def validate(self, attrs):
-        dataset, project = attrs["dataset"], attrs["project"]
-        if dataset.project_id != project.pk:
-            raise serializers.ValidationError(
-                {"dataset": _("Dataset %(dataset)s belongs to another project, not to %(project)s.")
-                 % {"dataset": dataset.name, "project": project.name}}, code="wrong_project")
-        return attrs
 
 
 class StudyListQuerySerializer(serializers.Serializer):
