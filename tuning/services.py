@@ -205,8 +205,6 @@ def fill_study(study_id: int) -> list[Trial]:
 
 
 def _start_trial(study: Study, slot: int) -> Trial | None:
-    import optuna
-
     distributions = {name: Param(name, spec["type"], **_param_fields(spec)).distribution()
                      for name, spec in study.space.items()}
     try:
