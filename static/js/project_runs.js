@@ -91,27 +91,16 @@
     }
   }
 
-  let retries = 0;
-  let connectedBefore = false;
-
   function connect() {
-    const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const socket = new WebSocket(`${scheme}://${location.host}/ws/projects/${projectId}/runs/`);
-    socket.onopen = () => {
-      retries = 0;
-      if (connectedBefore) reloadRows().catch((error) => console.warn("reloading the runs failed:", error));
-      connectedBefore = true;
-    };
-    socket.onmessage = (event) => {
-      const message = JSON.parse(event.data);
-      if (message.type === "run.state") receiveState(message.run);
-    };
-    socket.onclose = (event) => {
-      if (event.code === 4403 || event.code === 4404) return;
-      const delay = Math.min(30000, 500 * 2 ** retries) * (0.75 + Math.random() / 2);
-      retries += 1;
-      setTimeout(connect, delay);
-    };
+    StudioLive.connect(() => `/ws/projects/${projectId}/runs/`, {
+      // After a drop, what changed meanwhile is read again from the page's table.
+      onOpen: (reconnected) => {
+        if (reconnected) reloadRows().catch((error) => console.warn("reloading the runs failed:", error));
+      },
+      onMessage: (message) => {
+        if (message.type === "run.state") receiveState(message.run);
+      },
+    });
   }
 
   connect();

@@ -12,8 +12,6 @@
   const live = JSON.parse(document.getElementById("run-live").textContent);
   const labels = live.labels;
   const FINAL = new Set(["succeeded", "failed", "cancelled", "pruned"]);
-  const CLOSE_FORBIDDEN = 4403;
-  const CLOSE_NOT_FOUND = 4404;
   const LOG_POLL_MS = 3000;
   // A final state names the last stored seq. When the points up to it have
   // not arrived this long after it, the page reconnects to read them from the database.
@@ -234,8 +232,7 @@
 
   // ---- Websocket ----------------------------------------------------------
 
-  let socket = null;
-  let retries = 0;
+  let stream = null;
   let finished = false;
   let catchUpTimer = null;
 
@@ -244,40 +241,26 @@
   }
 
   function connect() {
-    const scheme = location.protocol === "https:" ? "wss" : "ws";
-    socket = new WebSocket(`${scheme}://${location.host}${live.ws_path}?after=${lastSeq}`);
-    socket.onopen = () => {
-      retries = 0;
-      setIndicator(labels.live);
-    };
-    socket.onmessage = (event) => {
-      const message = JSON.parse(event.data);
-      if (message.type === "run.metrics") receivePoints(message.points);
-      else if (message.type === "run.state") showState(message.run);
-      checkFinished();
-    };
-    socket.onclose = (event) => {
-      socket = null;
-      if (event.code === CLOSE_FORBIDDEN || event.code === CLOSE_NOT_FOUND) {
-        setIndicator(event.code === CLOSE_FORBIDDEN ? labels.forbidden : labels.notFound);
-        return;
-      }
-      if (finished) {
-        setIndicator("");
-        return;
-      }
-      // Exponential backoff from 0.5 s up to 30 s, with jitter so that many pages do not reconnect at once.
-      const delay = Math.min(30000, 500 * 2 ** retries) * (0.75 + Math.random() / 2);
-      retries += 1;
-      setIndicator(labels.reconnecting);
-      setTimeout(connect, delay);
-    };
+    stream = StudioLive.connect(() => `${live.ws_path}?after=${lastSeq}`, {
+      onOpen: () => setIndicator(labels.live),
+      onMessage: (message) => {
+        if (message.type === "run.metrics") receivePoints(message.points);
+        else if (message.type === "run.state") showState(message.run);
+        checkFinished();
+      },
+      onRefused: (code) => setIndicator(code === StudioLive.CLOSE_FORBIDDEN ? labels.forbidden : labels.notFound),
+      shouldRetry: () => {
+        if (finished) setIndicator("");
+        return !finished;
+      },
+      onRetry: () => setIndicator(labels.reconnecting),
+    });
   }
 
   // The database shows the run finished but no final state arrived, e.g. because Redis lost the
   // socket's group membership. A new connection starts with the current state, so reconnect.
   function resync() {
-    if (socket && socket.readyState === WebSocket.OPEN) socket.close(4000);
+    stream.reopen(4000);
   }
 
   function checkFinished() {
@@ -286,7 +269,7 @@
       // Everything the run will ever report has arrived: nothing left to listen for.
       finished = true;
       clearTimeout(catchUpTimer);
-      if (socket) socket.close(1000);
+      stream.reopen(1000);
       return;
     }
     if (catchUpTimer === null) {
@@ -301,7 +284,7 @@
   window.runPage = {
     get lastSeq() { return lastSeq; },
     get status() { return state.status; },
-    get connected() { return socket !== null && socket.readyState === WebSocket.OPEN; },
+    get connected() { return stream !== null && stream.connected; },
   };
 
   // ---- Start --------------------------------------------------------------

@@ -13,8 +13,6 @@
   const FINAL_STUDY = new Set(["finished", "stopped", "failed"]);
   const FINAL_TRIAL = new Set(["complete", "pruned", "failed"]);
   const ACTIVE_RUN = new Set(["queued", "running"]);
-  const CLOSE_FORBIDDEN = 4403;
-  const CLOSE_NOT_FOUND = 4404;
   const CHARTS_MIN_INTERVAL_MS = 2000;
 
   const { sig4, clock } = window.StudioFormat;
@@ -350,34 +348,20 @@
 
   // ---- Websocket ----------------------------------------------------------
 
-  let socket = null;
-  let retries = 0;
+  let stream = null;
 
   function connect() {
-    const scheme = location.protocol === "https:" ? "wss" : "ws";
-    socket = new WebSocket(`${scheme}://${location.host}${live.ws_path}`);
-    socket.onopen = () => {
-      retries = 0;
-      setText("live-indicator", labels.live);
-    };
-    socket.onmessage = (event) => {
-      const message = JSON.parse(event.data);
-      if (message.type === "study.state") showStudy(message.study);
-      else if (message.type === "trial.state") receiveTrial(message.trial);
-      else if (message.type === "run.state") receiveRun(message.run);
-    };
-    socket.onclose = (event) => {
-      socket = null;
-      if (event.code === CLOSE_FORBIDDEN || event.code === CLOSE_NOT_FOUND) {
-        setText("live-indicator", event.code === CLOSE_FORBIDDEN ? labels.forbidden : labels.notFound);
-        return;
-      }
-      // Exponential backoff from 0.5 s up to 30 s, with jitter so that many pages do not reconnect at once.
-      const delay = Math.min(30000, 500 * 2 ** retries) * (0.75 + Math.random() / 2);
-      retries += 1;
-      setText("live-indicator", labels.reconnecting);
-      setTimeout(connect, delay);
-    };
+    stream = StudioLive.connect(() => live.ws_path, {
+      onOpen: () => setText("live-indicator", labels.live),
+      onMessage: (message) => {
+        if (message.type === "study.state") showStudy(message.study);
+        else if (message.type === "trial.state") receiveTrial(message.trial);
+        else if (message.type === "run.state") receiveRun(message.run);
+      },
+      onRefused: (code) => setText("live-indicator",
+        code === StudioLive.CLOSE_FORBIDDEN ? labels.forbidden : labels.notFound),
+      onRetry: () => setText("live-indicator", labels.reconnecting),
+    });
   }
 
   // What the page has received, for tests and for debugging in the browser console.
@@ -385,7 +369,7 @@
     get state() { return study.state; },
     get trialsFinished() { return study.trials_finished; },
     get chartsDrawn() { return chartsDrawn; },
-    get connected() { return socket !== null && socket.readyState === WebSocket.OPEN; },
+    get connected() { return stream !== null && stream.connected; },
   };
 
   // ---- Start --------------------------------------------------------------
