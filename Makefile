@@ -31,6 +31,7 @@ test: $(STAMP)
 	$(VENV)/bin/pytest
 	$(VENV)/bin/python bench/overhead.py --quick
 	$(VENV)/bin/python bench/stream.py --quick
+	$(VENV)/bin/python bench/hpo.py --quick
 
 clean-venv:
 	rm -rf $(VENV)
