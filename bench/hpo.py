@@ -24,6 +24,12 @@ reaches the target within those trials.
    with and without the pruner are given too, and so is the unpruned
    study's best over the same number of epochs as the pruned study.
 
+3. Workers. bench/hpo_workers.py runs one study through the studio (its
+   services, a real Redis and real Celery worker processes, one torch thread
+   each) with one worker and then with two, in ABBA order.
+   `two_worker_time_ratio` is the two-worker wall time over the one-worker
+   wall time. --no-studio leaves this part out.
+
 Progress and a table go to stderr. The last stdout line is one JSON object
 with the figures.
 
@@ -77,6 +83,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="val/accuracy a study must reach (default 0.972, i.e. 350 of the 360 validation "
                              "digits)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    parser.add_argument("--no-studio", action="store_true",
+                        help="skip the part that runs a study through the studio with one and two workers")
     args = parser.parse_args(argv)
     if args.quick:
         # Budget 10 is above the start-up trials of TPE, GP and the median pruner, so their models run too.
@@ -297,8 +305,12 @@ def main(argv=None) -> int:
     print_table(records, args)
     figures = summarize(records, args)
     figures["search_seconds"] = round(seconds, 1)
-    # Filled by the studio part, which runs one study through the studio with one worker and then two.
     figures["two_worker_time_ratio"] = None
+    if not args.no_studio:
+        from bench.hpo_workers import measure
+
+        log("one study through the studio, with one worker and then two")
+        figures.update(measure(args.quick, log))
     figures["defaults"] = shipped_defaults()
     figures["load_average"] = [round(value, 2) for value in os.getloadavg()]
     figures["torch_threads"] = args.threads
