@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_DB_NUMBER = 13
+REDIS_DB_NUMBER = 14
 # Trials of a few seconds each, with large batches, as real trials are: with
 # trials of well under a second, or steps of a millisecond, the fixed cost
 # of a run (queueing, MLflow) and of each step's metrics would be most of
