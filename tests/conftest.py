@@ -41,6 +41,20 @@ def optuna_connections_closed(django_db_setup, django_db_blocker):
     close_storages()
 
 
+@pytest.fixture(autouse=True)
+def english_after_test():
+    """Put this thread's language back to the default after each test.
+
+    Django's LocaleMiddleware leaves the last request's language active in
+    the thread, so without this a test after a Chinese page would build its
+    messages in Chinese.
+    """
+    yield
+    from django.utils import translation
+
+    translation.activate(settings.LANGUAGE_CODE)
+
+
 def _make_user(django_user_model, username):
     return django_user_model.objects.create_user(username, f"{username}@example.com", "secret-pass-123")
 
