@@ -29,7 +29,7 @@ from training.services import cancel_run, create_run, validate_run_config
 from tuning import events
 from tuning.engine.search import (Objective, check_search_setup, finite_values, make_pruner, make_sampler,
                                   objective_values, open_storage, parse_objectives, pruning_hook)
-from tuning.engine.space import Param, apply_params, parse_space, space_to_dict
+from tuning.engine.space import apply_params, parse_space, space_to_dict
 from tuning.models import ACTIVE_STUDY_STATES, Study, StudyState, Trial, TrialState
 
 logger = logging.getLogger(__name__)
@@ -205,8 +205,7 @@ def fill_study(study_id: int) -> list[Trial]:
 
 
 def _start_trial(study: Study, slot: int) -> Trial | None:
-    distributions = {name: Param(name, spec["type"], **_param_fields(spec)).distribution()
-                     for name, spec in study.space.items()}
+    distributions = {param.name: param.distribution() for param in parse_space(study.space, study.base_config)}
     try:
         optuna_study = load_optuna_study(study, slot)
         optuna_trial = optuna_study.ask(distributions)
@@ -238,12 +237,6 @@ def _start_trial(study: Study, slot: int) -> Trial | None:
     logger.info("study %s: trial %s started as run %s with %s", study.pk, trial.number, trial.run_id, params)
     broadcast_trial(trial)
     return trial
-
-
-def _param_fields(spec: dict) -> dict:
-    if spec["type"] == "categorical":
-        return {"choices": tuple(spec["choices"])}
-    return {"low": spec["low"], "high": spec["high"], "log": spec.get("log", False), "step": spec.get("step")}
 
 
 def _count_finished(study_id: int) -> None:
