@@ -83,7 +83,8 @@ def test_finished_trials_start_the_next_and_the_study_completes(project, digits,
 
     assert study.state == StudyState.FINISHED
     assert study.trials_started == study.trials_finished == 4
-    assert study.best_values == [0.93] and study.best_trial.number == 1
+    assert study.best_values == [0.93]
+    assert study.best_trial.number == 1
     trials = client.get(f"{STUDIES}{study.pk}/trials/").json()
     assert [t["state"] for t in trials] == ["complete", "complete", "failed", "complete"]
     assert trials[2]["reason"] == "diverged: train/loss became nan"
@@ -178,7 +179,8 @@ def test_bad_search_space_names_parameter(project, digits, owner, space, field, 
     [error] = errors(response)
     assert error["field"] == field
     assert message in error["message"]
-    assert not Study.objects.exists() and not Run.objects.exists()
+    assert not Study.objects.exists()
+    assert not Run.objects.exists()
 
 
 @pytest.mark.parametrize("extra, field, message", [

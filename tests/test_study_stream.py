@@ -64,9 +64,11 @@ def test_snapshot_then_live_trial_updates(memory_layer, study, viewer):  # noqa:
     kinds = [m["type"] for m in live]
     assert "run.state" in kinds, "the trial run's own state reaches the study page"
     done = next(m["trial"] for m in live if m["type"] == "trial.state" and m["trial"]["number"] == 0)
-    assert done["state"] == "complete" and done["values"] == [0.9]
+    assert done["state"] == "complete"
+    assert done["values"] == [0.9]
     best = [m["study"] for m in live if m["type"] == "study.state"][-1]
-    assert best["best_values"] == [0.9] and best["best_trial"] == 0
+    assert best["best_values"] == [0.9]
+    assert best["best_trial"] == 0
     assert live[-1]["trial"]["state"] == "running"
 
 

@@ -36,7 +36,9 @@ def test_space_round_trip_and_apply():
 
     assert space_to_dict(params) == SIX
     config = apply_params(BASE, {"lr": 0.01, "hidden_sizes[0]": 48, "optimizer": "sgd"})
-    assert config["hidden_sizes"] == [48, 32] and config["lr"] == 0.01 and config["optimizer"] == "sgd"
+    assert config["hidden_sizes"] == [48, 32]
+    assert config["lr"] == 0.01
+    assert config["optimizer"] == "sgd"
     assert BASE["hidden_sizes"] == [64, 32], "the base config is left as it was"
     parse_config(config)
 

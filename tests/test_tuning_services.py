@@ -43,7 +43,8 @@ def test_trial_of_a_dead_worker_fails_after_the_last_attempt(project, digits, ow
     assert trial.state == TrialState.FAILED
     assert "worker gone@node stopped responding" in trial.reason
     study.refresh_from_db()
-    assert study.trials_finished == 1 and study.trials_started == 2
+    assert study.trials_finished == 1
+    assert study.trials_started == 2
     assert study.trials.get(number=1).run.status == RunStatus.QUEUED
 
 
@@ -84,7 +85,8 @@ def test_beat_starts_trials_a_lost_step_left_unstarted(project, digits, owner):
     services.fill_active_studies()
 
     study.refresh_from_db()
-    assert study.trials_started == 3 and study.trials_finished == 1
+    assert study.trials_started == 3
+    assert study.trials_finished == 1
     assert list(study.trials.filter(state=TrialState.RUNNING).values_list("number", flat=True)) == [1, 2]
 
 
@@ -94,7 +96,8 @@ def test_cancelling_a_trial_run_fails_the_trial_and_goes_on(project, digits, own
     assert run_services.cancel_run(study.trials.get().run)
 
     trial = study.trials.get(number=0)
-    assert trial.state == TrialState.FAILED and trial.reason == "its run was cancelled"
+    assert trial.state == TrialState.FAILED
+    assert trial.reason == "its run was cancelled"
     assert study.trials.get(number=1).state == TrialState.RUNNING
 
 

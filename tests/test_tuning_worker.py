@@ -86,7 +86,8 @@ def test_study_trials_complete_prune_and_fail(start_worker, daphne_server, proje
 
     for trial in trials:
         if trial.state == TrialState.FAILED:
-            assert trial.run.status == RunStatus.FAILED and trial.run.diverged
+            assert trial.run.status == RunStatus.FAILED
+            assert trial.run.diverged
             assert trial.reason.startswith("diverged: train/loss became")
         elif trial.state == TrialState.PRUNED:
             assert trial.run.status == RunStatus.PRUNED
@@ -105,7 +106,8 @@ def test_study_trials_complete_prune_and_fail(start_worker, daphne_server, proje
         assert optuna_trials[trial.number].params == trial.params
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     best = max(complete, key=lambda t: t.values[0])
-    assert study.best_trial_id == best.pk and study.best_values == best.values
+    assert study.best_trial_id == best.pk
+    assert study.best_values == best.values
 
     # Each trial's MLflow run nests under the study's.
     from django.conf import settings
